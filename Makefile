@@ -1,0 +1,44 @@
+# Set-up and the everyday jobs. `make demo` and `make test` work on a fresh machine with Python 3.11 and pip.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU build of PyTorch goes in first, so that pip never pulls a multi-GB CUDA build here.
+# On a GPU machine: make TORCH='torch' install
+TORCH  ?= torch==2.13.0
+DEMO   ?= runs/demo
+DEMO_STEPS  ?= 200
+DEMO_EPOCHS ?= 4
+
+.PHONY: install demo test test-slow bench data clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# The whole pipeline on the bundled invoices: tokenizer -> base model -> classifier -> evaluation -> predictions.
+demo: install
+	@start=$$(date +%s); \
+	$(BIN)/tinylm tokenize data/corpus.jsonl data/train.csv --out $(DEMO)/tokenizer --vocab-size 8000 && \
+	$(BIN)/tinylm pretrain data/corpus.jsonl data/train.csv --tokenizer $(DEMO)/tokenizer --out $(DEMO)/base \
+		--preset small --max-steps $(DEMO_STEPS) --overwrite && \
+	$(BIN)/tinylm finetune data/train.csv --base $(DEMO)/base --out $(DEMO)/classifier --epochs $(DEMO_EPOCHS) --overwrite && \
+	$(BIN)/tinylm eval $(DEMO)/classifier data/test.csv && \
+	$(BIN)/tinylm predict $(DEMO)/classifier data/test.csv --out $(DEMO)/predictions.jsonl && \
+	echo "demo finished in $$(( $$(date +%s) - start ))s; checkpoints in $(DEMO)/"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+data:
+	$(PYTHON) data/generate.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,38 @@
+import torch
+
+from tinylm.masking import mask_tokens
+
+
+def test_masking_is_15_percent_and_80_10_10_over_many_draws():
+    vocab, mask_id = 1000, 4
+    input_ids = torch.randint(5, vocab, (400, 128), generator=torch.Generator().manual_seed(0))
+    special = torch.zeros_like(input_ids, dtype=torch.bool)
+    special[:, 0] = special[:, -1] = True  # [CLS] ... [SEP]
+    special[:50, 100:] = True  # padding
+    inputs, labels = mask_tokens(input_ids, special, mask_id, vocab, 0.15, torch.Generator().manual_seed(1),
+                                 first_regular_id=5)
+    selected = labels != -100
+    assert not selected[special].any(), "special tokens and padding are never selected"
+    rate = selected.sum().item() / (~special).sum().item()
+    assert abs(rate - 0.15) < 0.005
+    n = selected.sum().item()
+    masked = (inputs == mask_id) & selected
+    unchanged = (inputs == input_ids) & selected
+    random = selected & ~masked & ~unchanged
+    assert abs(masked.sum().item() / n - 0.8) < 0.01
+    # a random replacement can hit the original token (1 in ~1000), which counts as unchanged
+    assert abs(unchanged.sum().item() / n - 0.1) < 0.01
+    assert abs(random.sum().item() / n - 0.1) < 0.01
+    assert (labels[selected] == input_ids[selected]).all()
+    assert (inputs[~selected] == input_ids[~selected]).all()
+    assert inputs[random].min() >= 5, "random replacements are regular tokens"
+
+
+def test_masking_is_dynamic_and_seeded():
+    ids = torch.randint(5, 100, (8, 64), generator=torch.Generator().manual_seed(0))
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    g = torch.Generator().manual_seed(7)
+    first, second = mask_tokens(ids, special, 4, 100, generator=g), mask_tokens(ids, special, 4, 100, generator=g)
+    assert not torch.equal(first[1], second[1]), "each draw masks different positions"
+    again = mask_tokens(ids, special, 4, 100, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])

@@ -1,0 +1,171 @@
+"""Checkpoint folders: model.safetensors + config.json + tokenizer.json + training_args.json. Never a pickle.
+
+A base checkpoint (kind "mlm") holds a BertForMaskedLM; a classifier checkpoint (kind "classifier") holds a
+BertForSequenceClassification and its id2label. config.json uses BertConfig's names, so the folder also reads
+as a Hugging Face config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from tokenizers import Tokenizer
+
+from tinylm import __version__
+from tinylm.config import BertConfig, from_dict
+from tinylm.errors import TinyLMError
+from tinylm.model import BertForMaskedLM, BertForSequenceClassification
+from tinylm.tokenizer import TOKENIZER_FILE, load_tokenizer
+
+WEIGHTS_FILE, CONFIG_FILE, ARGS_FILE, METRICS_FILE = "model.safetensors", "config.json", "training_args.json", "metrics.jsonl"
+KINDS = {"mlm": "BertForMaskedLM", "classifier": "BertForSequenceClassification"}
+# safetensors refuses tensors that share memory; these are tied to another key and re-tied on load.
+TIED_KEYS = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
+
+
+def model_kind(model) -> str:
+    return "classifier" if isinstance(model, BertForSequenceClassification) else "mlm"
+
+
+def _fsync_dir(path: Path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, obj):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
+def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: dict,
+                    id2label: dict[int, str] | None = None) -> Path:
+    """Write the folder atomically: build it beside out_dir, fsync, then swap it in with renames.
+
+    Run files already in out_dir (metrics.jsonl) are carried over. A crash at any point leaves either the
+    previous complete folder or the new one (as out_dir, or as its .old / .tmp sibling), never a torn one.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TinyLMError(f"--out {out_dir} is a file; give a folder path")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    for stale in (tmp, old):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp.mkdir()
+
+    kind = model_kind(model)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k not in TIED_KEYS}
+    save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "tinylm_kind": kind})
+    config = {"model_type": "bert", "architectures": [KINDS[kind]], **asdict(model.config),
+              "kind": kind, "tinylm_version": __version__}
+    if id2label is not None:
+        config["id2label"] = {str(i): label for i, label in id2label.items()}
+        config["label2id"] = {label: i for i, label in id2label.items()}
+        config["num_labels"] = len(id2label)
+    _write_json(tmp / CONFIG_FILE, config)
+    _write_json(tmp / ARGS_FILE, training_args)
+    tokenizer.save(str(tmp / TOKENIZER_FILE))
+    if (out_dir / METRICS_FILE).exists():
+        shutil.copy2(out_dir / METRICS_FILE, tmp / METRICS_FILE)
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    _fsync_dir(tmp)
+
+    if out_dir.exists():
+        os.rename(out_dir, old)
+    os.rename(tmp, out_dir)
+    _fsync_dir(out_dir.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return out_dir
+
+
+def read_config(ckpt_dir: Path) -> tuple[BertConfig, dict]:
+    """Parse and validate config.json; returns (model config, the tinylm fields: kind, id2label, ...)."""
+    path = Path(ckpt_dir) / CONFIG_FILE
+    if not Path(ckpt_dir).is_dir():
+        raise TinyLMError(f"checkpoint folder {ckpt_dir} does not exist")
+    if not path.is_file():
+        raise TinyLMError(f"{ckpt_dir} is not a tinylm checkpoint: it has no {CONFIG_FILE}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TinyLMError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise TinyLMError(f"{path} must hold a JSON object")
+    model_keys = {f.name for f in fields(BertConfig)}
+    missing = sorted(model_keys - set(data))
+    if missing:
+        raise TinyLMError(f"{path} lacks {', '.join(missing)}")
+    config = from_dict(BertConfig, {k: data[k] for k in model_keys}, str(path)).validate(str(path))
+    meta = {k: v for k, v in data.items() if k not in model_keys}
+    if meta.get("kind") not in KINDS:
+        raise TinyLMError(f"{path}: 'kind' must be one of {', '.join(KINDS)}, got {meta.get('kind')!r}")
+    if meta["kind"] == "classifier":
+        id2label = meta.get("id2label")
+        if not isinstance(id2label, dict) or not id2label:
+            raise TinyLMError(f"{path}: a classifier checkpoint needs a non-empty id2label")
+        try:
+            meta["id2label"] = {int(i): str(label) for i, label in id2label.items()}
+        except ValueError:
+            raise TinyLMError(f"{path}: id2label keys must be integers") from None
+        if sorted(meta["id2label"]) != list(range(len(id2label))):
+            raise TinyLMError(f"{path}: id2label keys must be 0..{len(id2label) - 1}")
+    return config, meta
+
+
+def load_checkpoint(ckpt_dir: Path, expect_kind: str | None = None):
+    """Load (model, tokenizer, meta), checking the kind, every tensor and the tokenizer against the config."""
+    ckpt_dir = Path(ckpt_dir)
+    config, meta = read_config(ckpt_dir)
+    kind = meta["kind"]
+    if expect_kind is not None and kind != expect_kind:
+        wanted = {"mlm": "a base (pretrained) checkpoint from `tinylm pretrain`",
+                  "classifier": "a classifier checkpoint from `tinylm finetune`"}[expect_kind]
+        found = {"mlm": "base (MLM)", "classifier": "classifier"}[kind]
+        raise TinyLMError(f"{ckpt_dir} is a {found} checkpoint, but this command needs {wanted}")
+    model = BertForMaskedLM(config) if kind == "mlm" else BertForSequenceClassification(config, len(meta["id2label"]))
+    load_weights(model, ckpt_dir / WEIGHTS_FILE)
+
+    tokenizer = load_tokenizer(ckpt_dir)
+    if tokenizer.get_vocab_size() != config.vocab_size:
+        raise TinyLMError(f"tokenizer in {ckpt_dir} has {tokenizer.get_vocab_size()} tokens but the model expects "
+                          f"vocab_size {config.vocab_size}: the two do not belong together")
+    return model, tokenizer, meta
+
+
+def load_weights(model, path: Path):
+    """Load safetensors weights after checking every name, shape and dtype against the model."""
+    if not path.is_file():
+        raise TinyLMError(f"{path} is missing; the checkpoint is incomplete")
+    expected = {k: v for k, v in model.state_dict().items() if k not in TIED_KEYS}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            names = set(f.keys())
+            missing, unexpected = sorted(set(expected) - names), sorted(names - set(expected) - set(TIED_KEYS))
+            if missing or unexpected:
+                raise TinyLMError(f"{path} does not match config.json: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            state = {}
+            for name, ref in expected.items():
+                tensor = f.get_tensor(name)
+                if tensor.shape != ref.shape or tensor.dtype != ref.dtype:
+                    raise TinyLMError(f"{path}: {name} has shape {tuple(tensor.shape)} {tensor.dtype}, "
+                                      f"config.json implies {tuple(ref.shape)} {ref.dtype}")
+                state[name] = tensor
+    except (SafetensorError, OSError, ValueError) as e:
+        raise TinyLMError(f"{path} is corrupt or not a safetensors file ({str(e)[:120]})") from None
+    model.load_state_dict(state, strict=False)
+    if isinstance(model, BertForMaskedLM):
+        model.tie_weights()

@@ -1,0 +1,240 @@
+"""The `tinylm` command: thin Typer wrappers over the library, with rich output.
+
+Every failure the user can cause is a TinyLMError, printed as one line `error: ...` with a non-zero exit.
+`tinylm --debug ...` (or TINYLM_DEBUG=1) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tinylm.config import resolve_finetune, resolve_pretrain
+from tinylm.data import FORMATS_HELP
+from tinylm.errors import TinyLMError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train your own small BERT-style language model and text classifier, on your own machine.")
+out = Console(soft_wrap=True)
+state = {"debug": bool(os.environ.get("TINYLM_DEBUG"))}
+
+DataArg = Annotated[list[Path], typer.Argument(help=FORMATS_HELP, show_default=False)]
+TextColumn = Annotated[str, typer.Option(help="Column (CSV/TSV header or JSONL key) holding the text.")]
+LabelColumn = Annotated[str, typer.Option(help="Column holding the label.")]
+Encoding = Annotated[str, typer.Option(help="Text encoding of the input files.")]
+Precision = Annotated[str, typer.Option(help="auto = bf16 where the hardware runs it natively, else fp32; or fp32, bf16.")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def command_line() -> str:
+    return shlex.join(["tinylm", *sys.argv[1:]])
+
+
+@app.callback()
+def root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False):
+    if debug:
+        state["debug"] = True
+
+
+@app.command()
+def tokenize(
+    data: DataArg,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write tokenizer.json into.")],
+    vocab_size: Annotated[int, typer.Option(help="Vocabulary size, special tokens included.")] = 8000,
+    text_column: TextColumn = "text",
+    lowercase: Annotated[bool, typer.Option(help="Lower-case text before tokenizing (accents are kept).")] = True,
+    min_frequency: Annotated[int, typer.Option(help="Minimum count for a piece to enter the vocabulary.")] = 2,
+    encoding: Encoding = "utf-8",
+):
+    """Train a BERT WordPiece tokenizer (digits split one per token) and write OUT/tokenizer.json."""
+    from tinylm.data import read_texts
+    from tinylm.tokenizer import save_tokenizer, train_tokenizer
+
+    texts = read_texts(data, text_column, encoding)
+    tokenizer = train_tokenizer(texts, vocab_size, lowercase, min_frequency, length=len(texts))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TinyLMError(f"--out {out_dir} is a file; give a folder path")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = save_tokenizer(tokenizer, out_dir)
+    out.print(f"trained a {tokenizer.get_vocab_size():,}-token WordPiece vocabulary on {len(texts):,} documents -> {path}")
+
+
+@app.command()
+def pretrain(
+    data: DataArg,
+    tokenizer: Annotated[Path, typer.Option(help="Folder with tokenizer.json (from `tinylm tokenize`).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the base checkpoint.")],
+    preset: Annotated[str, typer.Option(help="tiny (tests), small (laptop), base (BERT-base sizes).")] = "small",
+    config: Annotated[Optional[Path], typer.Option(help="TOML file with [model] and [train] tables.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Optimisation steps (default: the preset's).")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Passes over the corpus, instead of --max-steps.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per step.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    seq_len: Annotated[Optional[int], typer.Option(help="Tokens per packed sequence.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    text_column: Annotated[Optional[str], typer.Option(help="Column holding the text in CSV/TSV/JSONL.")] = None,
+    precision: Precision = "auto",
+    device: Device = "auto",
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    encoding: Encoding = "utf-8",
+):
+    """Pretrain a BERT encoder with masked language modelling (15% dynamic masking, 80/10/10).
+
+    Documents are packed into full sequences separated by [SEP]; a document longer than a sequence
+    continues in the next one.
+    """
+    from tinylm.pretrain import pretrain as run
+
+    if max_steps is not None and epochs is not None:
+        raise TinyLMError("give --max-steps or --epochs, not both")
+    flags = dict(max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr, seq_len=seq_len, seed=seed,
+                 text_column=text_column)
+    model_config, cfg = resolve_pretrain(preset, config, flags)
+    if epochs is not None:
+        cfg.max_steps = None
+    summary = run(data, tokenizer, out_dir, model_config, cfg, precision, device, overwrite, quiet, encoding, command_line())
+    out.print(f"pretrained {summary['steps']:,} steps in {summary['elapsed_s']:.0f}s "
+              f"({summary['tokens_per_s']:,.0f} tok/s), final MLM loss {summary['loss']:.4f} -> {out_dir}")
+
+
+@app.command()
+def finetune(
+    train_data: Annotated[Path, typer.Argument(metavar="TRAIN", help="Labelled .csv, .tsv or .jsonl file.")],
+    base: Annotated[Path, typer.Option(help="Base checkpoint folder from `tinylm pretrain`.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the classifier checkpoint.")],
+    val: Annotated[Optional[Path], typer.Option(help="Validation file; default: a stratified split of TRAIN.")] = None,
+    text_column: TextColumn = "text",
+    label_column: LabelColumn = "label",
+    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training data.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Documents per step.")] = None,
+    seq_len: Annotated[Optional[int], typer.Option(help="Longest document in tokens; longer ones are truncated.")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(help="Share of TRAIN held out when --val is not given.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file with a [train] table.")] = None,
+    precision: Precision = "auto",
+    device: Device = "auto",
+    overwrite: Overwrite = False,
+    quiet: Quiet = False,
+    encoding: Encoding = "utf-8",
+):
+    """Fine-tune a base checkpoint for text classification; keeps the epoch with the best validation accuracy.
+
+    Documents longer than --seq-len tokens are truncated (the beginning is kept).
+    """
+    from tinylm.finetune import finetune as run
+
+    flags = dict(epochs=epochs, lr=lr, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, seed=seed,
+                 text_column=text_column, label_column=label_column)
+    cfg = resolve_finetune(config, flags)
+    summary = run(train_data, base, out_dir, cfg, val, precision, device, overwrite, quiet, encoding, command_line())
+    best = summary["best"]
+    out.print(f"best validation accuracy {best['val_accuracy']:.4f} (macro-F1 {best['val_macro_f1']:.4f}) "
+              f"at epoch {best['epoch']} -> {out_dir}")
+
+
+@app.command("eval")
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="Classifier checkpoint folder.")],
+    data: Annotated[Path, typer.Argument(help="Labelled .csv, .tsv or .jsonl file.")],
+    text_column: TextColumn = "text",
+    label_column: LabelColumn = "label",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Documents per forward pass.")] = 64,
+    encoding: Encoding = "utf-8",
+):
+    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix of a classifier."""
+    from tinylm.evaluate import evaluate as run
+
+    report = run(checkpoint, data, text_column, label_column, batch_size, encoding)
+    if as_json:
+        print(json.dumps(report))
+        return
+    print_report(report)
+
+
+def print_report(report: dict):
+    labels = report["labels"]
+    out.print(f"accuracy [bold]{report['accuracy']:.4f}[/]   macro-F1 [bold]{report['macro_f1']:.4f}[/]   n {report['n']}")
+    table = Table("label", "precision", "recall", "F1", "support", title="per class")
+    for label, c in report["per_class"].items():
+        table.add_row(label, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
+    out.print(table)
+    confusion = Table("true \\ predicted", *labels, title="confusion matrix")
+    for i, (label, row) in enumerate(zip(labels, report["confusion"])):
+        confusion.add_row(label, *(f"[bold]{v}[/]" if i == j else str(v) for j, v in enumerate(row)))
+    out.print(confusion)
+
+
+@app.command()
+def predict(
+    checkpoint: Annotated[Path, typer.Argument(help="Classifier checkpoint folder.")],
+    data: Annotated[Path, typer.Argument(metavar="INPUT", help=FORMATS_HELP)],
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write .jsonl or .csv here; default: JSONL on stdout.")] = None,
+    text_column: TextColumn = "text",
+    id_column: Annotated[Optional[str], typer.Option(help="Column to copy into each output row as `id`.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Documents per forward pass.")] = 64,
+    encoding: Encoding = "utf-8",
+):
+    """Label new documents: one row per input document, in input order, with the class probabilities."""
+    from tinylm.evaluate import predict as run
+
+    if out_file is not None and out_file.suffix.lower() not in (".jsonl", ".csv"):
+        raise TinyLMError(f"--out {out_file}: use a .jsonl or .csv file name")
+    rows = run(checkpoint, data, text_column, id_column, batch_size, encoding)
+    if out_file is None:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return
+    try:
+        with open(out_file, "w", encoding="utf-8", newline="") as f:
+            if out_file.suffix.lower() == ".jsonl":
+                f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+            else:
+                labels = list(rows[0]["probabilities"])
+                writer = csv.writer(f)
+                writer.writerow([*(["id"] if id_column else []), "label", *(f"p_{label}" for label in labels)])
+                for row in rows:
+                    writer.writerow([*([row["id"]] if id_column else []), row["label"], *row["probabilities"].values()])
+    except OSError as e:
+        raise TinyLMError(f"cannot write {out_file}: {e.strerror}") from None
+    counts = {}
+    for row in rows:
+        counts[row["label"]] = counts.get(row["label"], 0) + 1
+    out.print(f"labelled {len(rows):,} documents -> {out_file}  ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))})",
+              highlight=False)
+
+
+def main(argv: list[str] | None = None):
+    try:
+        app(args=argv, prog_name="tinylm")
+    except TinyLMError as e:
+        if state["debug"]:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # a bug, or an OS failure we did not foresee: still one line, unless --debug
+        if state["debug"]:
+            raise
+        message = " ".join(str(e).split())[:300]
+        print(f"error: {type(e).__name__}: {message} (run `tinylm --debug ...` for the traceback)", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Typed configuration: the model (BertConfig's field names), the two training stages, presets and TOML files.
+
+Precedence, lowest to highest: preset -> TOML file (`[model]`, `[train]`) -> command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from tinylm.errors import TinyLMError
+
+
+@dataclass
+class BertConfig:
+    """Model hyper-parameters, named as in transformers.BertConfig so config.json reads the same."""
+
+    vocab_size: int = 8000
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    initializer_range: float = 0.02
+
+    def validate(self, source: str = "model config") -> "BertConfig":
+        positive = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                    "max_position_embeddings", "type_vocab_size")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise TinyLMError(f"{source}: {name} must be positive, got {getattr(self, name)}")
+        if self.hidden_size % self.num_attention_heads:
+            raise TinyLMError(f"{source}: hidden_size {self.hidden_size} is not divisible by "
+                              f"num_attention_heads {self.num_attention_heads}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise TinyLMError(f"{source}: {name} must be in [0, 1), got {getattr(self, name)}")
+        if self.hidden_act != "gelu":
+            raise TinyLMError(f"{source}: hidden_act {self.hidden_act!r} is not supported (only 'gelu')")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise TinyLMError(f"{source}: pad_token_id {self.pad_token_id} is outside the vocabulary")
+        if self.layer_norm_eps <= 0 or self.initializer_range <= 0:
+            raise TinyLMError(f"{source}: layer_norm_eps and initializer_range must be positive")
+        return self
+
+
+@dataclass
+class PretrainConfig:
+    """Masked-language-model pretraining. Keys are the `tinylm pretrain` flag names (dashes as underscores)."""
+
+    max_steps: int | None = None  # None: derived from epochs, else the preset's default
+    epochs: float | None = None
+    batch_size: int = 32
+    lr: float = 1e-3
+    seq_len: int = 128
+    seed: int = 0
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    mlm_probability: float = 0.15
+    text_column: str = "text"
+    log_every: int = 10
+
+
+@dataclass
+class FinetuneConfig:
+    """Sequence-classification fine-tuning. Keys are the `tinylm finetune` flag names."""
+
+    epochs: int = 5
+    batch_size: int = 32
+    lr: float = 1e-4
+    seq_len: int | None = None  # None: 256, or the base model's max_position_embeddings if smaller
+    seed: int = 0
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1
+    text_column: str = "text"
+    label_column: str = "label"
+    log_every: int = 10
+
+
+@dataclass
+class Preset:
+    model: BertConfig
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+PRESETS: dict[str, Preset] = {
+    # For tests: trains in seconds.
+    "tiny": Preset(
+        BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256,
+                   max_position_embeddings=128),
+        PretrainConfig(max_steps=60, batch_size=16, seq_len=64, lr=2e-3),
+    ),
+    # The demo and a sensible start on a laptop CPU.
+    "small": Preset(
+        BertConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
+                   max_position_embeddings=512),
+        PretrainConfig(max_steps=300, batch_size=32, seq_len=128, lr=1e-3),
+    ),
+    # BERT-base sizes (Devlin et al., 2019): for a GPU, or patience.
+    "base": Preset(
+        BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                   max_position_embeddings=512),
+        PretrainConfig(max_steps=10000, batch_size=32, seq_len=128, lr=1e-4),
+    ),
+}
+
+
+def _check_type(value: Any, annotation: str, where: str) -> Any:
+    """Validate a JSON/TOML value against a dataclass field's annotation (given as a string)."""
+    kinds = [a.strip() for a in annotation.split("|")]
+    if value is None and "None" in kinds:
+        return value
+    if "int" in kinds and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if "float" in kinds and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if "str" in kinds and isinstance(value, str):
+        return value
+    if "bool" in kinds and isinstance(value, bool):
+        return value
+    raise TinyLMError(f"{where} must be of type {annotation}, got {value!r}")
+
+
+def from_dict(cls, data: dict, source: str, base=None, allow_extra: bool = False):
+    """Build dataclass `cls` from `data` over the defaults in `base`; unknown keys are an error that names them."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown and not allow_extra:
+        raise TinyLMError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
+    values = dataclasses.asdict(base) if base is not None else {}
+    for name, value in data.items():
+        if name in known:
+            values[name] = _check_type(value, str(known[name].type), f"{source}: {name}")
+    return cls(**values)
+
+
+def to_dict(obj) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def read_toml(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise TinyLMError(f"config file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise TinyLMError(f"config file {path} is not valid TOML: {e}") from None
+    unknown = sorted(set(data) - {"model", "train"})
+    if unknown:
+        raise TinyLMError(f"config file {path}: unknown table(s) {', '.join(unknown)}; use [model] and [train]")
+    return data
+
+
+def resolve_pretrain(preset: str, config_file: Path | None, flags: dict) -> tuple[BertConfig, PretrainConfig]:
+    """Preset, then the TOML file, then the flags that were given (None = not given)."""
+    if preset not in PRESETS:
+        raise TinyLMError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    model, train = PRESETS[preset].model, PRESETS[preset].pretrain
+    if config_file is not None:
+        data = read_toml(config_file)
+        model = from_dict(BertConfig, data.get("model", {}), f"{config_file} [model]", base=model)
+        train = from_dict(PretrainConfig, data.get("train", {}), f"{config_file} [train]", base=train)
+    given = {k: v for k, v in flags.items() if v is not None}
+    train = from_dict(PretrainConfig, given, "command line", base=train)
+    return model, train
+
+
+def resolve_finetune(config_file: Path | None, flags: dict) -> FinetuneConfig:
+    train = FinetuneConfig()
+    if config_file is not None:
+        data = read_toml(config_file)
+        if "model" in data:
+            raise TinyLMError(f"{config_file}: finetune takes the model from --base; remove the [model] table")
+        train = from_dict(FinetuneConfig, data.get("train", {}), f"{config_file} [train]", base=train)
+    return from_dict(FinetuneConfig, {k: v for k, v in flags.items() if v is not None}, "command line", base=train)
+
+
+def check_positive(obj, names: tuple[str, ...], source: str = "command line"):
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value <= 0:
+            raise TinyLMError(f"{source}: --{name.replace('_', '-')} must be positive, got {value}")
+
+
+def dumps(obj) -> str:
+    return json.dumps(to_dict(obj) if dataclasses.is_dataclass(obj) else obj, indent=2, sort_keys=False)

@@ -1,0 +1,291 @@
+"""BERT (Devlin et al., 2019) written out in PyTorch.
+
+Module and parameter names follow Hugging Face's modeling_bert.py, so a state dict of ours loads into
+transformers' BertForMaskedLM / BertForSequenceClassification key for key (and back) with strict=True.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinylm.config import BertConfig
+
+
+def scaled_dot_product_attention(q, k, v, additive_mask=None, dropout_p: float = 0.0, training: bool = False):
+    """softmax(Q K^T / sqrt(d_k) + mask) V, written out as in the paper; the reference for the fused kernel."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, nh, T, T)
+    if additive_mask is not None:
+        scores = scores + additive_mask
+    probs = F.softmax(scores, dim=-1)
+    probs = F.dropout(probs, p=dropout_p, training=training)
+    return probs @ v  # (B, nh, T, hs)
+
+
+class BertEmbeddings(nn.Module):
+    """Token + position + segment embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids, token_type_ids=None):
+        T = input_ids.size(1)
+        positions = torch.arange(T, device=input_ids.device)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids) + self.position_embeddings(positions)
+        return self.dropout(self.LayerNorm(x))
+
+
+class BertSelfAttention(nn.Module):
+    """Multi-head self-attention: project to heads, attend, merge heads."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_size = config.hidden_size // config.num_attention_heads
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout_p = config.attention_probs_dropout_prob
+        self.use_sdpa = True  # False: the written-out reference above
+
+    def split_heads(self, x):
+        B, T, _ = x.shape
+        return x.view(B, T, self.num_heads, self.head_size).transpose(1, 2)  # (B, nh, T, hs)
+
+    def forward(self, hidden_states, attention_mask=None):
+        """attention_mask: additive (B, 1, 1, T) float mask, 0 to keep and dtype-min to drop, or None."""
+        q, k, v = (self.split_heads(proj(hidden_states)) for proj in (self.query, self.key, self.value))
+        if self.use_sdpa:
+            context = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attention_mask, dropout_p=self.dropout_p if self.training else 0.0
+            )
+        else:
+            context = scaled_dot_product_attention(q, k, v, attention_mask, self.dropout_p, self.training)
+        B, _, T, _ = context.shape
+        return context.transpose(1, 2).reshape(B, T, self.num_heads * self.head_size)
+
+
+class BertSelfOutput(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, residual):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)  # post-norm, as in BERT
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.self = BertSelfAttention(config)
+        self.output = BertSelfOutput(config)
+
+    def forward(self, hidden_states, attention_mask=None):
+        return self.output(self.self(hidden_states, attention_mask), hidden_states)
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+
+    def forward(self, hidden_states):
+        return gelu(self.dense(hidden_states))
+
+
+class BertOutput(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states, residual):
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+
+
+class BertLayer(nn.Module):
+    """One encoder block: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(self, hidden_states, attention_mask=None):
+        x = self.attention(hidden_states, attention_mask)
+        return self.output(self.intermediate(x), x)
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(self, hidden_states, attention_mask=None):
+        for block in self.layer:
+            hidden_states = block(hidden_states, attention_mask)
+        return hidden_states
+
+
+class BertPooler(nn.Module):
+    """tanh(W h_[CLS] + b): the sentence representation the classifier reads."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states):
+        return torch.tanh(self.dense(hidden_states[:, 0]))
+
+
+class BertModel(nn.Module):
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
+        super().__init__()
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config) if add_pooling_layer else None
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        """Returns (sequence_output (B, T, H), pooled_output (B, H) or None)."""
+        x = self.embeddings(input_ids, token_type_ids)
+        x = self.encoder(x, additive_attention_mask(attention_mask, x.dtype))
+        return x, (self.pooler(x) if self.pooler is not None else None)
+
+
+def additive_attention_mask(attention_mask, dtype):
+    """(B, T) of 1 = token / 0 = padding -> (B, 1, 1, T) of 0 / dtype-min, as Hugging Face builds it.
+
+    A mask without padding becomes None, which lets SDPA pick its fastest kernel.
+    """
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    keep = attention_mask[:, None, None, :].to(dtype)
+    return (1.0 - keep) * torch.finfo(dtype).min
+
+
+def gelu(x):
+    return F.gelu(x)  # exact erf form, as BERT's hidden_act "gelu"
+
+
+class BertPredictionHeadTransform(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states):
+        return self.LayerNorm(gelu(self.dense(hidden_states)))
+
+
+class BertLMPredictionHead(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.transform = BertPredictionHeadTransform(config)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)  # weight tied to word_embeddings
+        self.bias = self.decoder.bias  # Hugging Face exposes the decoder bias twice, under both names
+
+    def forward(self, hidden_states):
+        return self.decoder(self.transform(hidden_states))
+
+
+class BertOnlyMLMHead(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+
+    def forward(self, hidden_states):
+        return self.predictions(hidden_states)
+
+
+class BertPreTrainedModel(nn.Module):
+    config: BertConfig
+
+    def init_weights(self):
+        std = self.config.initializer_range
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.padding_idx is not None:
+                    with torch.no_grad():
+                        module.weight[module.padding_idx].zero_()
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def set_attention(self, implementation: str):
+        """"sdpa" (fused kernel, default) or "eager" (the written-out reference)."""
+        if implementation not in ("sdpa", "eager"):
+            raise ValueError(f"unknown attention implementation {implementation!r}")
+        for module in self.modules():
+            if isinstance(module, BertSelfAttention):
+                module.use_sdpa = implementation == "sdpa"
+
+
+class BertForMaskedLM(BertPreTrainedModel):
+    """Encoder + MLM head whose decoder shares the word-embedding matrix."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.cls = BertOnlyMLMHead(config)
+        self.init_weights()
+        self.tie_weights()
+
+    def tie_weights(self):
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+        """Without labels: logits (B, T, V). With labels (-100 = not predicted): (loss, logits (N_masked, V)).
+
+        With labels the head runs only at the masked positions: the vocabulary projection is the largest
+        matmul of the step, and at 15% masking 85% of it would be thrown away.
+        """
+        hidden, _ = self.bert(input_ids, attention_mask, token_type_ids)
+        if labels is None:
+            return self.cls(hidden)
+        selected = labels != -100
+        logits = self.cls(hidden[selected])  # (N_masked, V)
+        targets = labels[selected]
+        if targets.numel() == 0:
+            return logits.sum() * 0.0, logits  # keeps the graph; nothing was masked in this batch
+        return F.cross_entropy(logits.float(), targets), logits
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    """Encoder + pooler + dropout + linear classifier over the [CLS] representation."""
+
+    def __init__(self, config: BertConfig, num_labels: int):
+        super().__init__()
+        self.config = config
+        self.num_labels = num_labels
+        self.bert = BertModel(config, add_pooling_layer=True)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, class_weights=None):
+        """Returns logits (B, num_labels), or (loss, logits) when labels are given."""
+        _, pooled = self.bert(input_ids, attention_mask, token_type_ids)
+        logits = self.classifier(self.dropout(pooled))
+        if labels is None:
+            return logits
+        return F.cross_entropy(logits.float(), labels, weight=class_weights), logits

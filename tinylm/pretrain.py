@@ -1,0 +1,89 @@
+"""Masked-language-model pretraining: text corpus + tokenizer -> base checkpoint (kind "mlm")."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from tinylm.checkpoint import METRICS_FILE, save_checkpoint
+from tinylm.config import BertConfig, PretrainConfig, check_positive
+from tinylm.data import pack_documents, read_texts
+from tinylm.errors import TinyLMError
+from tinylm.masking import mask_tokens
+from tinylm.tokenizer import CLS, MASK, PAD, SEP, SPECIAL_TOKENS, load_tokenizer
+from tinylm.train import Batch, LoopConfig, MetricsLog, console, resolve_device, resolve_precision, train
+from tinylm.model import BertForMaskedLM
+
+
+def mlm_batches(rows: np.ndarray, cfg: PretrainConfig, ids: dict[str, int], vocab_size: int) -> Iterator[Batch]:
+    """Endless epochs of shuffled packed rows, each batch freshly masked (dynamic masking)."""
+    order_rng = np.random.default_rng(cfg.seed)
+    mask_rng = torch.Generator().manual_seed(cfg.seed)
+    while True:
+        order = order_rng.permutation(len(rows))
+        for start in range(0, len(order), cfg.batch_size):
+            input_ids = torch.from_numpy(rows[order[start:start + cfg.batch_size]])
+            attention_mask = (input_ids != ids[PAD]).long()
+            special = (input_ids == ids[PAD]) | (input_ids == ids[CLS]) | (input_ids == ids[SEP])
+            inputs, labels = mask_tokens(input_ids, special, ids[MASK], vocab_size, cfg.mlm_probability,
+                                         mask_rng, first_regular_id=len(SPECIAL_TOKENS))
+            yield Batch({"input_ids": inputs, "attention_mask": attention_mask, "labels": labels},
+                        n_tokens=int(attention_mask.sum()), epoch_end=start + cfg.batch_size >= len(order))
+
+
+def prepare_out_dir(out_dir: Path, overwrite: bool) -> MetricsLog:
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TinyLMError(f"--out {out_dir} is a file; give a folder path")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise TinyLMError(f"--out {out_dir} already exists and is not empty; pass --overwrite to replace it")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return MetricsLog(out_dir / METRICS_FILE)
+    except OSError as e:
+        raise TinyLMError(f"cannot write to --out {out_dir}: {e.strerror}") from None
+
+
+def pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config: BertConfig, cfg: PretrainConfig,
+             precision: str = "auto", device: str = "auto", overwrite: bool = False, quiet: bool = False,
+             encoding: str = "utf-8", command: str = "") -> dict:
+    """Pretrain BertForMaskedLM on `data` and write a base checkpoint to out_dir. Returns the run summary."""
+    check_positive(cfg, ("max_steps", "epochs", "batch_size", "lr", "seq_len", "log_every"))
+    if not 0 < cfg.mlm_probability < 1:
+        raise TinyLMError(f"mlm_probability must be in (0, 1), got {cfg.mlm_probability}")
+    tokenizer = load_tokenizer(tokenizer_dir)
+    model_config.vocab_size = tokenizer.get_vocab_size()
+    model_config.pad_token_id = tokenizer.token_to_id(PAD)
+    model_config.validate()
+    if cfg.seq_len > model_config.max_position_embeddings:
+        raise TinyLMError(f"--seq-len {cfg.seq_len} exceeds the model's max_position_embeddings "
+                          f"{model_config.max_position_embeddings}")
+    log = prepare_out_dir(out_dir, overwrite)
+    dev = resolve_device(device)
+    resolved_precision = resolve_precision(precision, dev)
+
+    texts = read_texts(data, cfg.text_column, encoding)
+    rows = pack_documents(tokenizer, texts, cfg.seq_len)
+    steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
+    if cfg.max_steps is None:
+        cfg.max_steps = max(1, math.ceil((cfg.epochs or 1) * steps_per_epoch))
+    console.print(f"pretraining on {len(texts):,} documents = {len(rows):,} rows of {cfg.seq_len} tokens; "
+                  f"{cfg.max_steps:,} steps of {cfg.batch_size} ({cfg.max_steps / steps_per_epoch:.2f} epochs), "
+                  f"{resolved_precision} on {dev.type}")
+
+    torch.manual_seed(cfg.seed)
+    model = BertForMaskedLM(model_config)
+    ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
+    loop = LoopConfig(max_steps=cfg.max_steps, lr=cfg.lr, warmup_ratio=cfg.warmup_ratio,
+                      weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, log_every=cfg.log_every,
+                      precision=resolved_precision, description="pretrain", quiet=quiet)
+    summary = train(model, mlm_batches(rows, cfg, ids, model_config.vocab_size), loop, log, dev)
+    args = {"stage": "pretrain", "command": command, "data": [str(p) for p in data], "tokenizer": str(tokenizer_dir),
+            "precision": resolved_precision, "train": asdict(cfg), "summary": summary}
+    save_checkpoint(out_dir, model, tokenizer, args)
+    return summary
