@@ -6,8 +6,8 @@ BIN    := $(VENV)/bin
 # On a GPU machine: make TORCH='torch' install
 TORCH  ?= torch==2.13.0
 DEMO   ?= runs/demo
-DEMO_STEPS  ?= 200
-DEMO_EPOCHS ?= 4
+DEMO_PRESET ?= tiny
+DEMO_EPOCHS ?= 15
 
 .PHONY: install demo test test-slow bench data clean
 
@@ -25,8 +25,9 @@ demo: install
 	@start=$$(date +%s); \
 	$(BIN)/tinylm tokenize data/corpus.jsonl data/train.csv --out $(DEMO)/tokenizer --vocab-size 8000 && \
 	$(BIN)/tinylm pretrain data/corpus.jsonl data/train.csv --tokenizer $(DEMO)/tokenizer --out $(DEMO)/base \
-		--preset small --max-steps $(DEMO_STEPS) --overwrite && \
-	$(BIN)/tinylm finetune data/train.csv --base $(DEMO)/base --out $(DEMO)/classifier --epochs $(DEMO_EPOCHS) --overwrite && \
+		--preset $(DEMO_PRESET) --overwrite && \
+	$(BIN)/tinylm finetune data/train.csv --base $(DEMO)/base --out $(DEMO)/classifier --epochs $(DEMO_EPOCHS) \
+		--lr 2e-3 --overwrite && \
 	$(BIN)/tinylm eval $(DEMO)/classifier data/test.csv && \
 	$(BIN)/tinylm predict $(DEMO)/classifier data/test.csv --out $(DEMO)/predictions.jsonl && \
 	echo "demo finished in $$(( $$(date +%s) - start ))s; checkpoints in $(DEMO)/"

@@ -28,15 +28,27 @@ def test_eager_and_sdpa_models_agree(kind, padded_batch):
     torch.testing.assert_close(fused, eager, atol=1e-5, rtol=1e-5)
 
 
-def test_padding_does_not_change_the_real_tokens(padded_batch):
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_padding_does_not_change_the_real_tokens(pooling, padded_batch):
     torch.manual_seed(0)
-    model = BertForSequenceClassification(tiny_config(), 3).eval()
+    model = BertForSequenceClassification(tiny_config(), 3, pooling=pooling).eval()
     input_ids, attention_mask, _ = padded_batch
     batched = model(input_ids, attention_mask)
     for i in range(len(input_ids)):
         n = int(attention_mask[i].sum())
         alone = model(input_ids[i:i + 1, :n])
         torch.testing.assert_close(batched[i:i + 1], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_mean_pooling_averages_the_real_tokens_only(padded_batch):
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(tiny_config(), 3, pooling="mean").eval()
+    input_ids, attention_mask, _ = padded_batch
+    assert model.bert.pooler is None
+    hidden, _ = model.bert(input_ids, attention_mask)
+    n = int(attention_mask[1].sum())
+    expected = model.classifier(hidden[1, :n].mean(0))
+    torch.testing.assert_close(model(input_ids, attention_mask)[1], expected)
 
 
 def test_decoder_is_tied_to_word_embeddings():

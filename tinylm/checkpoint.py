@@ -21,7 +21,7 @@ from tokenizers import Tokenizer
 from tinylm import __version__
 from tinylm.config import BertConfig, from_dict
 from tinylm.errors import TinyLMError
-from tinylm.model import BertForMaskedLM, BertForSequenceClassification
+from tinylm.model import POOLINGS, BertForMaskedLM, BertForSequenceClassification
 from tinylm.tokenizer import TOKENIZER_FILE, load_tokenizer
 
 WEIGHTS_FILE, CONFIG_FILE, ARGS_FILE, METRICS_FILE = "model.safetensors", "config.json", "training_args.json", "metrics.jsonl"
@@ -74,6 +74,7 @@ def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: d
         config["id2label"] = {str(i): label for i, label in id2label.items()}
         config["label2id"] = {label: i for i, label in id2label.items()}
         config["num_labels"] = len(id2label)
+        config["classifier_pooling"] = model.pooling
     _write_json(tmp / CONFIG_FILE, config)
     _write_json(tmp / ARGS_FILE, training_args)
     tokenizer.save(str(tmp / TOKENIZER_FILE))
@@ -123,6 +124,9 @@ def read_config(ckpt_dir: Path) -> tuple[BertConfig, dict]:
             raise TinyLMError(f"{path}: id2label keys must be integers") from None
         if sorted(meta["id2label"]) != list(range(len(id2label))):
             raise TinyLMError(f"{path}: id2label keys must be 0..{len(id2label) - 1}")
+        meta.setdefault("classifier_pooling", "cls")
+        if meta["classifier_pooling"] not in POOLINGS:
+            raise TinyLMError(f"{path}: classifier_pooling must be one of {', '.join(POOLINGS)}")
     return config, meta
 
 
@@ -136,7 +140,10 @@ def load_checkpoint(ckpt_dir: Path, expect_kind: str | None = None):
                   "classifier": "a classifier checkpoint from `tinylm finetune`"}[expect_kind]
         found = {"mlm": "base (MLM)", "classifier": "classifier"}[kind]
         raise TinyLMError(f"{ckpt_dir} is a {found} checkpoint, but this command needs {wanted}")
-    model = BertForMaskedLM(config) if kind == "mlm" else BertForSequenceClassification(config, len(meta["id2label"]))
+    if kind == "mlm":
+        model = BertForMaskedLM(config)
+    else:
+        model = BertForSequenceClassification(config, len(meta["id2label"]), meta["classifier_pooling"])
     load_weights(model, ckpt_dir / WEIGHTS_FILE)
 
     tokenizer = load_tokenizer(ckpt_dir)

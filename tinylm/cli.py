@@ -122,6 +122,7 @@ def finetune(
     batch_size: Annotated[Optional[int], typer.Option(help="Documents per step.")] = None,
     seq_len: Annotated[Optional[int], typer.Option(help="Longest document in tokens; longer ones are truncated.")] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="Share of TRAIN held out when --val is not given.")] = None,
+    pooling: Annotated[Optional[str], typer.Option(help="mean (of token states; learns fast) or cls (BERT's [CLS] pooler).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with a [train] table.")] = None,
     precision: Precision = "auto",
@@ -136,7 +137,7 @@ def finetune(
     """
     from tinylm.finetune import finetune as run
 
-    flags = dict(epochs=epochs, lr=lr, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, seed=seed,
+    flags = dict(epochs=epochs, lr=lr, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, seed=seed, pooling=pooling,
                  text_column=text_column, label_column=label_column)
     cfg = resolve_finetune(config, flags)
     summary = run(train_data, base, out_dir, cfg, val, precision, device, overwrite, quiet, encoding, command_line())

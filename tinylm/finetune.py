@@ -15,7 +15,7 @@ from tinylm.config import FinetuneConfig, check_positive
 from tinylm.data import Record, encode_documents, pad_batch, read_records
 from tinylm.errors import TinyLMError
 from tinylm.evaluate import classification_report, predict_proba
-from tinylm.model import BertForSequenceClassification
+from tinylm.model import POOLINGS, BertForSequenceClassification
 from tinylm.pretrain import prepare_out_dir
 from tinylm.train import Batch, LoopConfig, console, resolve_device, resolve_precision, train
 
@@ -51,6 +51,8 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
              encoding: str = "utf-8", command: str = "") -> dict:
     """Fine-tune the base encoder with a classification head; keep the epoch with the best validation accuracy."""
     check_positive(cfg, ("epochs", "batch_size", "lr", "seq_len", "log_every"))
+    if cfg.pooling not in POOLINGS:
+        raise TinyLMError(f"--pooling must be one of {', '.join(POOLINGS)}, got {cfg.pooling!r}")
     if not 0 < cfg.val_fraction < 1:
         raise TinyLMError(f"--val-fraction must be in (0, 1), got {cfg.val_fraction}")
     base, tokenizer, _ = load_checkpoint(base_dir, expect_kind="mlm")
@@ -78,7 +80,7 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
     resolved_precision = resolve_precision(precision, dev)
 
     torch.manual_seed(cfg.seed)
-    model = BertForSequenceClassification(base.config, num_labels=len(labels))
+    model = BertForSequenceClassification(base.config, num_labels=len(labels), pooling=cfg.pooling)
     model.bert.load_state_dict(base.bert.state_dict(), strict=False)  # the pooler is new, as in BERT fine-tuning
     del base
     sequences = encode_documents(tokenizer, [r.text for r in train_records], cfg.seq_len)

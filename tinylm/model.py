@@ -14,6 +14,8 @@ from torch import nn
 
 from tinylm.config import BertConfig
 
+POOLINGS = ("cls", "mean")
+
 
 def scaled_dot_product_attention(q, k, v, additive_mask=None, dropout_p: float = 0.0, training: bool = False):
     """softmax(Q K^T / sqrt(d_k) + mask) V, written out as in the paper; the reference for the fused kernel."""
@@ -142,7 +144,7 @@ class BertEncoder(nn.Module):
 
 
 class BertPooler(nn.Module):
-    """tanh(W h_[CLS] + b): the sentence representation the classifier reads."""
+    """tanh(W h_[CLS] + b): the sentence representation BERT's classifier reads."""
 
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -150,6 +152,14 @@ class BertPooler(nn.Module):
 
     def forward(self, hidden_states):
         return torch.tanh(self.dense(hidden_states[:, 0]))
+
+
+def mean_pool(hidden_states, attention_mask=None):
+    """The average of the real tokens' states (B, T, H) -> (B, H)."""
+    if attention_mask is None:
+        return hidden_states.mean(dim=1)
+    keep = attention_mask.unsqueeze(-1).to(hidden_states.dtype)  # (B, T, 1)
+    return (hidden_states * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
 
 
 class BertModel(nn.Module):
@@ -271,20 +281,31 @@ class BertForMaskedLM(BertPreTrainedModel):
 
 
 class BertForSequenceClassification(BertPreTrainedModel):
-    """Encoder + pooler + dropout + linear classifier over the [CLS] representation."""
+    """Encoder + sentence representation + dropout + linear classifier.
 
-    def __init__(self, config: BertConfig, num_labels: int):
+    pooling="cls" is exactly BERT's (and Hugging Face's): the [CLS] state through the tanh pooler.
+    pooling="mean" feeds the classifier the mean of the token states and has no pooler. It trains far faster
+    from a briefly pretrained or random encoder: [CLS] must first learn to attend to the words that matter,
+    while the mean starts out as a bag of contextual words (as in Sentence-BERT, Reimers & Gurevych, 2019).
+    """
+
+    def __init__(self, config: BertConfig, num_labels: int, pooling: str = "cls"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.config = config
         self.num_labels = num_labels
-        self.bert = BertModel(config, add_pooling_layer=True)
+        self.pooling = pooling
+        self.bert = BertModel(config, add_pooling_layer=pooling == "cls")
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, num_labels)
         self.init_weights()
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, class_weights=None):
         """Returns logits (B, num_labels), or (loss, logits) when labels are given."""
-        _, pooled = self.bert(input_ids, attention_mask, token_type_ids)
+        hidden, pooled = self.bert(input_ids, attention_mask, token_type_ids)
+        if self.pooling == "mean":
+            pooled = mean_pool(hidden, attention_mask)
         logits = self.classifier(self.dropout(pooled))
         if labels is None:
             return logits
