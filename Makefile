@@ -7,9 +7,9 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 DEMO   ?= runs/demo
 DEMO_PRESET ?= tiny
-DEMO_EPOCHS ?= 15
+DEMO_EPOCHS ?= 10
 
-.PHONY: install demo test test-slow bench data clean
+.PHONY: install demo test test-slow parity data clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
+
+# tinylm's logits against transformers' on the same weights (fp32).
+parity: install
+	$(BIN)/python benchmarks/parity.py
 
 data:
 	$(PYTHON) data/generate.py
