@@ -218,6 +218,41 @@ def predict(
               highlight=False)
 
 
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(metavar="CKPT", help="Base or classifier checkpoint folder.")],
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Folder to write the exported model into.")],
+    fmt: Annotated[str, typer.Option("--format", help="hf: a folder transformers loads with from_pretrained.")] = "hf",
+    overwrite: Overwrite = False,
+):
+    """Export a checkpoint for another toolkit; hf = Hugging Face transformers (offline, no hub)."""
+    from tinylm.hf import FORMATS, export_hf
+
+    if fmt not in FORMATS:
+        raise TinyLMError(f"--format {fmt!r} is not supported; choose one of {', '.join(FORMATS)}")
+    summary = export_hf(checkpoint, out_dir, overwrite)
+    loader = "AutoModelForMaskedLM" if summary["kind"] == "mlm" else "AutoModelForSequenceClassification"
+    out.print(f"exported {summary['architecture']} -> {out_dir}  (load with transformers' {loader}"
+              f".from_pretrained and AutoTokenizer.from_pretrained)", highlight=False)
+
+
+@app.command("import")
+def import_(
+    hf_dir: Annotated[Path, typer.Argument(metavar="HF_DIR", help="Local BERT folder from transformers' save_pretrained.")],
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Folder for the tinylm checkpoint.")],
+    overwrite: Overwrite = False,
+):
+    """Import a local Hugging Face BERT (config.json, model.safetensors, tokenizer) as a tinylm checkpoint."""
+    from tinylm.hf import import_hf
+
+    summary = import_hf(hf_dir, out_dir, overwrite)
+    what = "base checkpoint" if summary["kind"] == "mlm" else f"classifier checkpoint ({summary['num_labels']} labels)"
+    out.print(f"imported {summary['architecture']} as a tinylm {what} -> {out_dir}", highlight=False)
+    for note in summary["notes"]:
+        out.print(f"  note: {note}", highlight=False)
+
+
 def main(argv: list[str] | None = None):
     try:
         app(args=argv, prog_name="tinylm")
