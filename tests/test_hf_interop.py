@@ -281,3 +281,18 @@ def test_hf_module_does_not_import_transformers():
 
     code = "import sys, tinylm.hf, tinylm.cli; sys.exit('transformers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent).returncode == 0
+
+
+def test_random_replacements_skip_a_bert_vocabularys_special_and_unused_ids():
+    """An imported BERT vocabulary has its specials at 100..103: pretraining must not draw them as 'words'."""
+    import numpy as np
+
+    from tinylm.config import PretrainConfig
+    from tinylm.pretrain import mlm_batches
+
+    ids = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103}
+    rows = np.random.default_rng(0).integers(104, 300, size=(64, 32))
+    rows[:, 0] = 101
+    batch = next(mlm_batches(rows, PretrainConfig(batch_size=64, mlm_probability=0.9), ids, 300)).inputs
+    changed = batch["input_ids"][batch["input_ids"] != torch.from_numpy(rows)]
+    assert changed.numel() > 0 and bool(((changed == 103) | (changed >= 104)).all())
