@@ -7,6 +7,7 @@ Every failure the user can cause is a TinyLMError, printed as one line `error: .
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import shlex
@@ -235,6 +236,8 @@ def export(
     loader = "AutoModelForMaskedLM" if summary["kind"] == "mlm" else "AutoModelForSequenceClassification"
     out.print(f"exported {summary['architecture']} -> {out_dir}  (load with transformers' {loader}"
               f".from_pretrained and AutoTokenizer.from_pretrained)", highlight=False)
+    if importlib.util.find_spec("transformers") is None:  # export itself needs no transformers; loading does
+        out.print("note: transformers is not installed here; `pip install tinylm[hf]` adds it", highlight=False)
 
 
 @app.command("import")
