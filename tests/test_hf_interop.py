@@ -5,7 +5,6 @@ Everything is local: transformers is only ever pointed at folders in tmp_path, w
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import pytest
