@@ -7,6 +7,7 @@ Every failure the user can cause is a TinyLMError, printed as one line `error: .
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import shlex
@@ -216,6 +217,43 @@ def predict(
         counts[row["label"]] = counts.get(row["label"], 0) + 1
     out.print(f"labelled {len(rows):,} documents -> {out_file}  ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))})",
               highlight=False)
+
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(metavar="CKPT", help="Base or classifier checkpoint folder.")],
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Folder to write the exported model into.")],
+    fmt: Annotated[str, typer.Option("--format", help="hf: a folder transformers loads with from_pretrained.")] = "hf",
+    overwrite: Overwrite = False,
+):
+    """Export a checkpoint for another toolkit; hf = Hugging Face transformers (offline, no hub)."""
+    from tinylm.hf import FORMATS, export_hf
+
+    if fmt not in FORMATS:
+        raise TinyLMError(f"--format {fmt!r} is not supported; choose one of {', '.join(FORMATS)}")
+    summary = export_hf(checkpoint, out_dir, overwrite)
+    loader = "AutoModelForMaskedLM" if summary["kind"] == "mlm" else "AutoModelForSequenceClassification"
+    out.print(f"exported {summary['architecture']} -> {out_dir}  (load with transformers' {loader}"
+              f".from_pretrained and AutoTokenizer.from_pretrained)", highlight=False)
+    if importlib.util.find_spec("transformers") is None:  # export itself needs no transformers; loading does
+        out.print("note: transformers is not installed here; `pip install tinylm[hf]` adds it", highlight=False)
+
+
+@app.command("import")
+def import_(
+    hf_dir: Annotated[Path, typer.Argument(metavar="HF_DIR", help="Local BERT folder from transformers' save_pretrained.")],
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Folder for the tinylm checkpoint.")],
+    overwrite: Overwrite = False,
+):
+    """Import a local Hugging Face BERT (config.json, model.safetensors, tokenizer) as a tinylm checkpoint."""
+    from tinylm.hf import import_hf
+
+    summary = import_hf(hf_dir, out_dir, overwrite)
+    what = "base checkpoint" if summary["kind"] == "mlm" else f"classifier checkpoint ({summary['num_labels']} labels)"
+    out.print(f"imported {summary['architecture']} as a tinylm {what} -> {out_dir}", highlight=False)
+    for note in summary["notes"]:
+        out.print(f"  note: {note}", highlight=False)
 
 
 def main(argv: list[str] | None = None):

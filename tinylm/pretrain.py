@@ -24,6 +24,9 @@ def mlm_batches(rows: np.ndarray, cfg: PretrainConfig, ids: dict[str, int], voca
     """Endless epochs of shuffled packed rows, each batch freshly masked (dynamic masking)."""
     order_rng = np.random.default_rng(cfg.seed)
     mask_rng = torch.Generator().manual_seed(cfg.seed)
+    # Random replacements start after the last special token: 5 for our tokenizers, 104 for an imported BERT
+    # vocabulary ([PAD]=0, [unused*], [UNK]=100 ... [MASK]=103), whose specials are not at 0..4.
+    first_regular_id = max(ids.values()) + 1
     while True:
         order = order_rng.permutation(len(rows))
         for start in range(0, len(order), cfg.batch_size):
@@ -31,7 +34,7 @@ def mlm_batches(rows: np.ndarray, cfg: PretrainConfig, ids: dict[str, int], voca
             attention_mask = (input_ids != ids[PAD]).long()
             special = (input_ids == ids[PAD]) | (input_ids == ids[CLS]) | (input_ids == ids[SEP])
             inputs, labels = mask_tokens(input_ids, special, ids[MASK], vocab_size, cfg.mlm_probability,
-                                         mask_rng, first_regular_id=len(SPECIAL_TOKENS))
+                                         mask_rng, first_regular_id=first_regular_id)
             yield Batch({"input_ids": inputs, "attention_mask": attention_mask, "labels": labels},
                         n_tokens=int(attention_mask.sum()), epoch_end=start + cfg.batch_size >= len(order))
 
