@@ -219,7 +219,6 @@ def predict(
               highlight=False)
 
 
-
 @app.command()
 def export(
     checkpoint: Annotated[Path, typer.Argument(metavar="CKPT", help="Base or classifier checkpoint folder.")],
