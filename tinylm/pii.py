@@ -1,0 +1,112 @@
+"""Opt-in PII scrubbing: e-mail addresses, IBANs, card numbers, phone numbers and (optionally) VAT IDs become
+typed placeholders ([EMAIL], [IBAN], ...) before a tokenizer or model ever sees the text.
+
+Each kind is a compiled regex for candidates plus, where a checksum exists, a validator (ISO 13616 mod-97 for
+IBANs, Luhn for cards), so invoice numbers, dates, amounts and postal codes are left alone. An IBAN mangled by
+OCR fails its checksum and therefore stays in the text: the validator trades that recall for precision.
+Only counts per kind are ever reported, never the values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Callable
+
+EMAIL, IBAN, CARD, PHONE, VAT = "EMAIL", "IBAN", "CARD", "PHONE", "VAT"
+DEFAULT_KINDS = (EMAIL, IBAN, CARD, PHONE)
+ALL_KINDS = (*DEFAULT_KINDS, VAT)
+PLACEHOLDERS = [f"[{kind}]" for kind in ALL_KINDS]  # all added to a scrubbing tokenizer, so settings can change later
+
+_EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# Country code, check digits, then the BBAN in print groups of four (or unspaced), a shorter group last.
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])")
+# 13-19 digits, optionally grouped by spaces or dashes; issuers' first digits are 2-6. Never inside a longer token.
+_CARD = re.compile(r"(?<![\w+/.,-])[2-6]\d{3}(?:[ -]?\d){9,15}(?![\w/-]|[.,]\d)")
+# A phone number starts with +CC, an area code in parentheses, or a national trunk 0; then digits with single
+# separators. Lookarounds keep it from starting or ending inside invoice numbers, amounts and dates.
+_PHONE = re.compile(r"(?<![\w+/.,-])(?:\+\d{1,3}[ ./-]?(?:\(0?\d{1,5}\)[ ./-]?)?|\(\d{2,5}\)[ ./-]?|0)"
+                    r"\d(?:[ ./-]?\d){4,13}(?![\w/]|[.,]\d)")
+_DATE = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}-\d{2}-\d{2}")
+_VAT = re.compile(r"(?<![A-Za-z0-9])(?:DE ?\d{9}|ATU ?\d{8}|GB ?\d{3} ?\d{4} ?\d{2}(?: ?\d{3})?|NL ?\d{9} ?B\d{2}"
+                  r"|FR ?[0-9A-Z]{2} ?\d{9}|IE ?\d{7}[A-Z]{1,2}|BE ?0\d{9}|IT ?\d{11}|ES ?[0-9A-Z]\d{7}[0-9A-Z])"
+                  r"(?![A-Za-z0-9])")
+
+
+def iban_valid(candidate: str) -> bool:
+    """ISO 13616: move the first four characters to the end, letters to 10..35; the number mod 97 must be 1."""
+    code = candidate.replace(" ", "")
+    if not 15 <= len(code) <= 34:
+        return False
+    digits = "".join(str(int(c, 36)) for c in code[4:] + code[:4])
+    return int(digits) % 97 == 1
+
+
+def luhn_valid(candidate: str) -> bool:
+    digits = [int(c) for c in candidate if c.isdigit()]
+    if not 13 <= len(digits) <= 19:
+        return False
+    total = 0
+    for i, d in enumerate(reversed(digits)):
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def phone_valid(candidate: str) -> bool:
+    digits = sum(c.isdigit() for c in candidate)
+    return 7 <= digits <= 15 and not _DATE.fullmatch(candidate.strip())
+
+
+# Order matters: e-mails first (they may contain digits), VAT IDs before IBANs (NL622379267B02 is IBAN-shaped),
+# IBANs and cards before phones (all are digit runs).
+RULES: tuple[tuple[str, re.Pattern, Callable[[str], bool]], ...] = (
+    (EMAIL, _EMAIL, lambda s: True),
+    (VAT, _VAT, lambda s: True),
+    (IBAN, _IBAN, iban_valid),
+    (CARD, _CARD, luhn_valid),
+    (PHONE, _PHONE, phone_valid),
+)
+
+
+def scrub(text: str, kinds: tuple[str, ...] = DEFAULT_KINDS) -> tuple[str, Counter]:
+    """(text with each found value replaced by its [KIND] placeholder, count per kind)."""
+    counts: Counter = Counter()
+    kept: list[str] = []
+
+    def hold(value: str) -> str:
+        # An IBAN-shaped value whose checksum failed stays as written; a private-use sentinel hides it from the
+        # card and phone rules, which would otherwise claim its digit groups.
+        kept.append(value)
+        return f"\ue000{chr(0xE001 + len(kept) - 1)}\ue000"
+
+    for kind, pattern, valid in RULES:
+        if kind not in kinds:
+            continue
+
+        def replace(match: re.Match, kind=kind, valid=valid) -> str:
+            if not valid(match.group()):
+                return hold(match.group()) if kind == IBAN else match.group()
+            counts[kind] += 1
+            return f"[{kind}]"
+
+        text = pattern.sub(replace, text)
+    for i, value in enumerate(kept):
+        text = text.replace(f"\ue000{chr(0xE001 + i)}\ue000", value)
+    return text, counts
+
+
+def scrub_all(texts: list[str], kinds: tuple[str, ...] = DEFAULT_KINDS) -> tuple[list[str], dict[str, int]]:
+    """Scrub every document; returns the new texts and the total count per kind (all kinds, zeros included)."""
+    total: Counter = Counter()
+    out = []
+    for text in texts:
+        clean, counts = scrub(text, kinds)
+        out.append(clean)
+        total.update(counts)
+    return out, {kind: total.get(kind, 0) for kind in kinds}
+
+
+def kinds_for(scrub_vat: bool) -> tuple[str, ...]:
+    return ALL_KINDS if scrub_vat else DEFAULT_KINDS
