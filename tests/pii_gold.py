@@ -9,6 +9,8 @@ GOLD = [
     ("Bankverbindung: Sparkasse Münster, IBAN DE02 1203 0000 0000 2020 51", {"IBAN": ["DE02 1203 0000 0000 2020 51"]}),
     ("IBAN: NL91 ABNA 0417 1643 00 - please quote INV-2024-00123", {"IBAN": ["NL91 ABNA 0417 1643 00"]}),
     ("Overmaking to FR14 2004 1010 0505 0001 3M02 606 by 15.03.2024.", {"IBAN": ["FR14 2004 1010 0505 0001 3M02 606"]}),
+    ("Vo1ksbank Mainufer eG · IBAN DE21 26794547 8005 6780 17 · BIC ZVFUDEW1200", {"IBAN": ["DE21 26794547 8005 6780 17"]}),
+    ("Crown & County Bank · IBAN GB75 LQDZ  6164 6392 7577 00 · BIC LQDZGB2XBER", {"IBAN": ["GB75 LQDZ  6164 6392 7577 00"]}),
     ("Kontakt: buchhaltung@stadtwerke-stuttgart.de, Tel.: +49 (251) 611131-05",
      {"EMAIL": ["buchhaltung@stadtwerke-stuttgart.de"], "PHONE": ["+49 (251) 611131-05"]}),
     ("Questions? billing@acme-supplies.co.uk or call 0115 496 0104.",

@@ -21,6 +21,7 @@ from tokenizers import Tokenizer
 from tinylm import __version__
 from tinylm.config import BertConfig, from_dict
 from tinylm.errors import TinyLMError
+from tinylm.provenance import PROVENANCE_FILE
 from tinylm.model import POOLINGS, BertForMaskedLM, BertForSequenceClassification
 from tinylm.tokenizer import TOKENIZER_FILE, load_tokenizer
 
@@ -49,7 +50,7 @@ def _write_json(path: Path, obj):
 
 
 def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: dict,
-                    id2label: dict[int, str] | None = None) -> Path:
+                    id2label: dict[int, str] | None = None, provenance: dict | None = None) -> Path:
     """Write the folder atomically: build it beside out_dir, fsync, then swap it in with renames.
 
     Run files already in out_dir (metrics.jsonl) are carried over. A crash at any point leaves either the
@@ -78,6 +79,8 @@ def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: d
     _write_json(tmp / CONFIG_FILE, config)
     _write_json(tmp / ARGS_FILE, training_args)
     tokenizer.save(str(tmp / TOKENIZER_FILE))
+    if provenance is not None:  # inside the temp folder, so the manifest is part of the atomic write
+        _write_json(tmp / PROVENANCE_FILE, provenance)
     if (out_dir / METRICS_FILE).exists():
         shutil.copy2(out_dir / METRICS_FILE, tmp / METRICS_FILE)
     for f in tmp.iterdir():

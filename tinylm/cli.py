@@ -10,7 +10,6 @@ import csv
 import importlib.util
 import json
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -22,6 +21,7 @@ from rich.table import Table
 from tinylm.config import resolve_finetune, resolve_pretrain
 from tinylm.data import FORMATS_HELP
 from tinylm.errors import TinyLMError
+from tinylm.provenance import command_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train your own small BERT-style language model and text classifier, on your own machine.")
@@ -36,10 +36,18 @@ Precision = Annotated[str, typer.Option(help="auto = bf16 where the hardware run
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+ScrubPii = Annotated[bool, typer.Option("--scrub-pii", help="Replace e-mails, IBANs, card and phone numbers with "
+                                        "[EMAIL] [IBAN] [CARD] [PHONE] before anything is learned.")]
+ScrubVat = Annotated[bool, typer.Option("--scrub-vat", help="With --scrub-pii: also replace VAT IDs with [VAT].")]
+RecordHost = Annotated[bool, typer.Option("--record-host", help="Record this machine's host name in provenance.json.")]
 
 
-def command_line() -> str:
-    return shlex.join(["tinylm", *sys.argv[1:]])
+def scrub_kinds(scrub_pii: bool, scrub_vat: bool) -> tuple[str, ...] | None:
+    from tinylm.pii import kinds_for
+
+    if scrub_vat and not scrub_pii:
+        raise TinyLMError("--scrub-vat adds VAT IDs to --scrub-pii; give both")
+    return kinds_for(scrub_vat) if scrub_pii else None
 
 
 @app.callback()
@@ -57,17 +65,30 @@ def tokenize(
     lowercase: Annotated[bool, typer.Option(help="Lower-case text before tokenizing (accents are kept).")] = True,
     min_frequency: Annotated[int, typer.Option(help="Minimum count for a piece to enter the vocabulary.")] = 2,
     encoding: Encoding = "utf-8",
+    scrub_pii: ScrubPii = False,
+    scrub_vat: ScrubVat = False,
+    record_host: RecordHost = False,
 ):
     """Train a BERT WordPiece tokenizer (digits split one per token) and write OUT/tokenizer.json."""
     from tinylm.data import read_texts
+    from tinylm.pii import PLACEHOLDERS, scrub_all
+    from tinylm.provenance import build_manifest, file_records, now, scrub_record, write_manifest
     from tinylm.tokenizer import save_tokenizer, train_tokenizer
 
+    started, kinds = now(), scrub_kinds(scrub_pii, scrub_vat)
     texts = read_texts(data, text_column, encoding)
-    tokenizer = train_tokenizer(texts, vocab_size, lowercase, min_frequency, length=len(texts))
+    inputs, hashing_s = file_records(data)
+    texts, counts = scrub_all(texts, kinds) if kinds else (texts, None)
+    tokenizer = train_tokenizer(texts, vocab_size, lowercase, min_frequency, length=len(texts),
+                                extra_special=PLACEHOLDERS if kinds else [])
     if out_dir.exists() and not out_dir.is_dir():
         raise TinyLMError(f"--out {out_dir} is a file; give a folder path")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = save_tokenizer(tokenizer, out_dir)
+    config = {"stage": "tokenize", "data": [str(p) for p in data], "vocab_size": vocab_size, "text_column": text_column,
+              "lowercase": lowercase, "min_frequency": min_frequency, "encoding": encoding}
+    write_manifest(out_dir, build_manifest("tokenizer", inputs, [], config, command_line(), started, record_host,
+                                           scrub_record(kinds, counts), hashing_s))
     out.print(f"trained a {tokenizer.get_vocab_size():,}-token WordPiece vocabulary on {len(texts):,} documents -> {path}")
 
 
@@ -90,6 +111,9 @@ def pretrain(
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     encoding: Encoding = "utf-8",
+    scrub_pii: ScrubPii = False,
+    scrub_vat: ScrubVat = False,
+    record_host: RecordHost = False,
 ):
     """Pretrain a BERT encoder with masked language modelling (15% dynamic masking, 80/10/10).
 
@@ -105,7 +129,8 @@ def pretrain(
     model_config, cfg = resolve_pretrain(preset, config, flags)
     if epochs is not None:
         cfg.max_steps = None
-    summary = run(data, tokenizer, out_dir, model_config, cfg, precision, device, overwrite, quiet, encoding, command_line())
+    summary = run(data, tokenizer, out_dir, model_config, cfg, precision, device, overwrite, quiet, encoding, command_line(),
+                  scrub_kinds(scrub_pii, scrub_vat), record_host)
     out.print(f"pretrained {summary['steps']:,} steps in {summary['elapsed_s']:.0f}s "
               f"({summary['tokens_per_s']:,.0f} tok/s), final MLM loss {summary['loss']:.4f} -> {out_dir}")
 
@@ -131,6 +156,9 @@ def finetune(
     overwrite: Overwrite = False,
     quiet: Quiet = False,
     encoding: Encoding = "utf-8",
+    scrub_pii: ScrubPii = False,
+    scrub_vat: ScrubVat = False,
+    record_host: RecordHost = False,
 ):
     """Fine-tune a base checkpoint for text classification; keeps the epoch with the best validation accuracy.
 
@@ -141,7 +169,8 @@ def finetune(
     flags = dict(epochs=epochs, lr=lr, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, seed=seed, pooling=pooling,
                  text_column=text_column, label_column=label_column)
     cfg = resolve_finetune(config, flags)
-    summary = run(train_data, base, out_dir, cfg, val, precision, device, overwrite, quiet, encoding, command_line())
+    summary = run(train_data, base, out_dir, cfg, val, precision, device, overwrite, quiet, encoding, command_line(),
+                  scrub_kinds(scrub_pii, scrub_vat), record_host)
     best = summary["best"]
     out.print(f"best validation accuracy {best['val_accuracy']:.4f} (macro-F1 {best['val_macro_f1']:.4f}) "
               f"at epoch {best['epoch']} -> {out_dir}")
@@ -189,13 +218,15 @@ def predict(
     id_column: Annotated[Optional[str], typer.Option(help="Column to copy into each output row as `id`.")] = None,
     batch_size: Annotated[int, typer.Option(help="Documents per forward pass.")] = 64,
     encoding: Encoding = "utf-8",
+    scrub_pii: Annotated[bool, typer.Option("--scrub-pii", help="Scrub PII from the input (automatic when the "
+                                            "classifier was trained with --scrub-pii).")] = False,
 ):
     """Label new documents: one row per input document, in input order, with the class probabilities."""
     from tinylm.evaluate import predict as run
 
     if out_file is not None and out_file.suffix.lower() not in (".jsonl", ".csv"):
         raise TinyLMError(f"--out {out_file}: use a .jsonl or .csv file name")
-    rows = run(checkpoint, data, text_column, id_column, batch_size, encoding)
+    rows = run(checkpoint, data, text_column, id_column, batch_size, encoding, scrub_pii)
     if out_file is None:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
@@ -253,6 +284,33 @@ def import_(
     out.print(f"imported {summary['architecture']} as a tinylm {what} -> {out_dir}", highlight=False)
     for note in summary["notes"]:
         out.print(f"  note: {note}", highlight=False)
+
+
+@app.command()
+def inspect(
+    checkpoint: Annotated[Path, typer.Argument(metavar="CKPT", help="Tokenizer, checkpoint or export folder.")],
+    data: Annotated[Optional[list[Path]], typer.Argument(metavar="[DATA]...", help="Files for --verify.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a summary.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Hash each DATA file and say whether it is among the "
+                                         "training inputs (of this folder or any parent).")] = False,
+):
+    """What a model folder was trained on: kind, sizes, labels, input files and hashes, parents, metrics.
+
+    `tinylm inspect CKPT --verify DATA...` checks whether the given files were (or were not) trained on.
+    """
+    from tinylm.inspection import inspect_folder, print_summary, verify_files
+
+    if verify and not data:
+        raise TinyLMError("--verify needs the files to check: tinylm inspect CKPT --verify DATA...")
+    if data and not verify:
+        raise TinyLMError("DATA files are only for --verify: tinylm inspect CKPT --verify DATA...")
+    summary = inspect_folder(checkpoint)
+    if verify:
+        summary["verify"] = verify_files(summary, data)
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False))
+        return
+    print_summary(out, summary)
 
 
 def main(argv: list[str] | None = None):

@@ -11,6 +11,7 @@ from tokenizers import Tokenizer
 from tinylm.checkpoint import ARGS_FILE, load_checkpoint
 from tinylm.data import encode_documents, pad_batch, read_records
 from tinylm.errors import TinyLMError
+from tinylm.pii import DEFAULT_KINDS, scrub_all
 
 
 @torch.no_grad()
@@ -63,8 +64,23 @@ def checkpoint_seq_len(ckpt_dir: Path, model) -> int:
         return model.config.max_position_embeddings
 
 
+def checkpoint_scrub_kinds(ckpt_dir: Path) -> tuple[str, ...]:
+    """The PII kinds the classifier's training data was scrubbed of: inference must see the same placeholders."""
+    try:
+        return tuple(json.loads((Path(ckpt_dir) / ARGS_FILE).read_text()).get("scrub_pii") or ())
+    except (OSError, ValueError, AttributeError):
+        return ()
+
+
+def scrubbed_texts(ckpt_dir: Path, records: list, also: bool = False) -> list[str]:
+    """The records' texts, scrubbed as in training (and with the default kinds too when `also`, i.e. --scrub-pii)."""
+    kinds = set(checkpoint_scrub_kinds(ckpt_dir)) | (set(DEFAULT_KINDS) if also else set())
+    texts = [r.text for r in records]
+    return scrub_all(texts, tuple(sorted(kinds)))[0] if kinds else texts
+
+
 def evaluate(ckpt_dir: Path, data: Path, text_column: str = "text", label_column: str = "label",
-             batch_size: int = 64, encoding: str = "utf-8") -> dict:
+             batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False) -> dict:
     model, tokenizer, meta = load_checkpoint(ckpt_dir, expect_kind="classifier")
     records = read_records(data, text_column, label_column, encoding=encoding)
     id2label = meta["id2label"]
@@ -74,17 +90,19 @@ def evaluate(ckpt_dir: Path, data: Path, text_column: str = "text", label_column
         where = next(r.where for r in records if r.label in unseen)
         raise TinyLMError(f"label(s) {', '.join(map(repr, unseen))} (first at {where}) were never seen in training; "
                           f"the model knows {', '.join(id2label.values())}")
-    probs = predict_proba(model, tokenizer, [r.text for r in records], checkpoint_seq_len(ckpt_dir, model), batch_size)
+    probs = predict_proba(model, tokenizer, scrubbed_texts(ckpt_dir, records, scrub_pii),
+                          checkpoint_seq_len(ckpt_dir, model), batch_size)
     y_pred = probs.argmax(-1).tolist()
     return classification_report([label2id[r.label] for r in records], y_pred, [id2label[i] for i in range(len(id2label))])
 
 
 def predict(ckpt_dir: Path, data: Path, text_column: str = "text", id_column: str | None = None,
-            batch_size: int = 64, encoding: str = "utf-8") -> list[dict]:
+            batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False) -> list[dict]:
     """One row per input document, in input order: id (if asked), label, probabilities per class."""
     model, tokenizer, meta = load_checkpoint(ckpt_dir, expect_kind="classifier")
     records = read_records(data, text_column, id_column=id_column, encoding=encoding)
-    probs = predict_proba(model, tokenizer, [r.text for r in records], checkpoint_seq_len(ckpt_dir, model), batch_size)
+    probs = predict_proba(model, tokenizer, scrubbed_texts(ckpt_dir, records, scrub_pii),
+                          checkpoint_seq_len(ckpt_dir, model), batch_size)
     labels = [meta["id2label"][i] for i in range(len(meta["id2label"]))]
     rows = []
     for record, p in zip(records, probs.tolist()):

@@ -16,7 +16,9 @@ from tinylm.data import Record, encode_documents, pad_batch, read_records
 from tinylm.errors import TinyLMError
 from tinylm.evaluate import classification_report, predict_proba
 from tinylm.model import POOLINGS, BertForSequenceClassification
-from tinylm.pretrain import prepare_out_dir
+from tinylm.pii import scrub
+from tinylm.pretrain import prepare_out_dir, resolve_scrub
+from tinylm.provenance import build_manifest, file_records, now, parent_record, scrub_record
 from tinylm.train import Batch, LoopConfig, console, resolve_device, resolve_precision, train
 
 
@@ -46,16 +48,29 @@ def classification_batches(sequences: list[list[int]], targets: list[int], batch
                         n_tokens=int(attention_mask.sum()), epoch_end=start + batch_size >= len(order))
 
 
+def scrub_records(records: list[Record], kinds: tuple[str, ...]) -> dict[str, int]:
+    """Scrub the records' text in place (the split is made first, so it does not depend on scrubbing)."""
+    total = dict.fromkeys(kinds, 0)
+    for record in records:
+        record.text, counts = scrub(record.text, kinds)
+        for kind, n in counts.items():
+            total[kind] += n
+    return total
+
+
 def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfig, val_path: Path | None = None,
              precision: str = "auto", device: str = "auto", overwrite: bool = False, quiet: bool = False,
-             encoding: str = "utf-8", command: str = "") -> dict:
+             encoding: str = "utf-8", command: str = "", scrub_kinds: tuple[str, ...] | None = None,
+             record_host: bool = False) -> dict:
     """Fine-tune the base encoder with a classification head; keep the epoch with the best validation accuracy."""
     check_positive(cfg, ("epochs", "batch_size", "lr", "seq_len", "log_every"))
     if cfg.pooling not in POOLINGS:
         raise TinyLMError(f"--pooling must be one of {', '.join(POOLINGS)}, got {cfg.pooling!r}")
     if not 0 < cfg.val_fraction < 1:
         raise TinyLMError(f"--val-fraction must be in (0, 1), got {cfg.val_fraction}")
+    started = now()
     base, tokenizer, _ = load_checkpoint(base_dir, expect_kind="mlm")
+    scrub_kinds = resolve_scrub(scrub_kinds, base_dir, tokenizer)
     if cfg.seq_len is None:
         cfg.seq_len = min(256, base.config.max_position_embeddings)
     if cfg.seq_len > base.config.max_position_embeddings:
@@ -75,6 +90,10 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
     else:
         train_idx, val_idx = stratified_split([r.label for r in records], cfg.val_fraction, cfg.seed)
         train_records, val_records = [records[i] for i in train_idx], [records[i] for i in val_idx]
+    inputs, hashing_s = file_records([train_path, *([val_path] if val_path else [])])
+    scrub_counts = None
+    if scrub_kinds:
+        scrub_counts = scrub_records([*records, *(val_records if val_path else [])], scrub_kinds)
     log = prepare_out_dir(out_dir, overwrite)
     dev = resolve_device(device)
     resolved_precision = resolve_precision(precision, dev)
@@ -91,7 +110,11 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
 
     id2label = dict(enumerate(labels))
     args = {"stage": "finetune", "command": command, "train_data": str(train_path), "base": str(base_dir),
-            "val_data": str(val_path) if val_path else None, "precision": resolved_precision, "train": asdict(cfg)}
+            "val_data": str(val_path) if val_path else None, "precision": resolved_precision, "train": asdict(cfg),
+            "scrub_pii": list(scrub_kinds or [])}  # predict and eval read this and scrub their input the same way
+    manifest = dict(kind="classifier", inputs=inputs, parents=[parent_record(base_dir, "base")],
+                    config={**args, "labels": labels}, command=command, started=started, record_host=record_host,
+                    scrub=scrub_record(scrub_kinds, scrub_counts), hashing_s=hashing_s)
     best = {"val_accuracy": -1.0}
 
     def on_epoch_end(epoch: int, step: int) -> dict:
@@ -103,7 +126,8 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
                       f"{figures['val_macro_f1']:.4f}" + ("  [green]best, saved[/]" if improved else ""))
         if improved:
             best.update(figures, epoch=epoch, step=step)
-            save_checkpoint(out_dir, model, tokenizer, {**args, "best": dict(best)}, id2label)
+            save_checkpoint(out_dir, model, tokenizer, {**args, "best": dict(best)}, id2label,
+                            provenance=build_manifest(**manifest))
         return figures
 
     loop = LoopConfig(max_steps=cfg.epochs * steps_per_epoch, lr=cfg.lr, warmup_ratio=cfg.warmup_ratio,

@@ -25,6 +25,8 @@ from tinylm.checkpoint import (CONFIG_FILE, KINDS, TIED_KEYS, WEIGHTS_FILE, _fsy
                                model_kind, save_checkpoint)
 from tinylm.config import BertConfig, from_dict
 from tinylm.errors import TinyLMError
+from tinylm.provenance import (PROVENANCE_FILE, build_manifest, command_line, file_records, now, parent_record,
+                               read_manifest)
 from tinylm.model import BertForMaskedLM, BertForSequenceClassification
 from tinylm.tokenizer import CLS, MASK, PAD, SEP, SPECIAL_TOKENS, TOKENIZER_FILE, UNK
 
@@ -77,6 +79,7 @@ def export_hf(ckpt_dir: Path, out_dir: Path, overwrite: bool = False) -> dict:
     tokenizer.save(str(tmp / TOKENIZER_FILE))
     _write_json(tmp / "tokenizer_config.json", hf_tokenizer_config(tokenizer, model.config.max_position_embeddings))
     _write_json(tmp / "special_tokens_map.json", SPECIAL_TOKENS_MAP)
+    _write_json(tmp / PROVENANCE_FILE, export_manifest(ckpt_dir))
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
@@ -84,6 +87,14 @@ def export_hf(ckpt_dir: Path, out_dir: Path, overwrite: bool = False) -> dict:
     replace_dir(tmp, out_dir)
     return {"kind": kind, "architecture": KINDS[kind], "out_dir": str(out_dir),
             "files": sorted(p.name for p in out_dir.iterdir())}
+
+
+def export_manifest(ckpt_dir: Path) -> dict:
+    """An export is a copy: its manifest names the exported checkpoint as parent and carries its inputs on."""
+    source = read_manifest(ckpt_dir) or {}
+    return build_manifest("export-hf", source.get("inputs", []), [parent_record(ckpt_dir, "exported")],
+                          {"format": "hf", "source": str(ckpt_dir)}, command_line(), now(),
+                          scrub=source.get("scrub_pii"))
 
 
 def hf_config(config: BertConfig, kind: str, id2label: dict[int, str] | None) -> dict:
@@ -138,6 +149,7 @@ def import_hf(hf_dir: Path, out_dir: Path, overwrite: bool = False) -> dict:
     Returns a summary: kind, architecture, out_dir, notes (what was dropped or initialised fresh).
     """
     hf_dir, out_dir = Path(hf_dir), Path(out_dir)
+    started = now()
     data = read_hf_config(hf_dir)
     config = to_bert_config(data, hf_dir / CONFIG_FILE)
     architecture = (data.get("architectures") or ["BertModel"])[0]
@@ -176,7 +188,9 @@ def import_hf(hf_dir: Path, out_dir: Path, overwrite: bool = False) -> dict:
         notes.append(f"dropped {', '.join(sorted(dropped))}")
     args = {"stage": "import", "source": str(hf_dir), "architecture": architecture, "notes": notes,
             "tinylm_version": __version__}
-    save_checkpoint(out_dir, model, tokenizer, args, id2label)
+    inputs, hashing_s = file_records(sorted(p for p in Path(hf_dir).iterdir() if p.is_file()))
+    manifest = build_manifest(kind, inputs, [], args, command_line(), started, hashing_s=hashing_s)
+    save_checkpoint(out_dir, model, tokenizer, args, id2label, provenance=manifest)
     return {"kind": kind, "architecture": architecture, "out_dir": str(out_dir), "notes": notes,
             "num_labels": len(id2label) if id2label else None}
 

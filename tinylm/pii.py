@@ -19,8 +19,9 @@ ALL_KINDS = (*DEFAULT_KINDS, VAT)
 PLACEHOLDERS = [f"[{kind}]" for kind in ALL_KINDS]  # all added to a scrubbing tokenizer, so settings can change later
 
 _EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-# Country code, check digits, then the BBAN in print groups of four (or unspaced), a shorter group last.
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?![A-Za-z0-9])")
+# Country code, check digits, then the BBAN, however it is spaced; the candidate may run into the next word
+# ("... 0130 00 BIC"), so iban_length keeps the longest prefix that passes the checksum.
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: {0,2}[A-Z0-9]){11,34}(?![A-Za-z0-9])")
 # 13-19 digits, optionally grouped by spaces or dashes; issuers' first digits are 2-6. Never inside a longer token.
 _CARD = re.compile(r"(?<![\w+/.,-])[2-6]\d{3}(?:[ -]?\d){9,15}(?![\w/-]|[.,]\d)")
 # A phone number starts with +CC, an area code in parentheses, or a national trunk 0; then digits with single
@@ -42,6 +43,14 @@ def iban_valid(candidate: str) -> bool:
     return int(digits) % 97 == 1
 
 
+def iban_length(candidate: str) -> int:
+    """Length of the longest leading part, ending at a space or the end, that is a valid IBAN; 0 if none."""
+    for end in range(len(candidate), 14, -1):
+        if (end == len(candidate) or candidate[end] == " ") and candidate[end - 1] != " " and iban_valid(candidate[:end]):
+            return end
+    return 0
+
+
 def luhn_valid(candidate: str) -> bool:
     digits = [int(c) for c in candidate if c.isdigit()]
     if not 13 <= len(digits) <= 19:
@@ -61,12 +70,17 @@ def phone_valid(candidate: str) -> bool:
 
 # Order matters: e-mails first (they may contain digits), VAT IDs before IBANs (NL622379267B02 is IBAN-shaped),
 # IBANs and cards before phones (all are digit runs).
-RULES: tuple[tuple[str, re.Pattern, Callable[[str], bool]], ...] = (
-    (EMAIL, _EMAIL, lambda s: True),
-    (VAT, _VAT, lambda s: True),
-    (IBAN, _IBAN, iban_valid),
-    (CARD, _CARD, luhn_valid),
-    (PHONE, _PHONE, phone_valid),
+# Each rule gives the length of the leading part of a candidate that is a value of its kind (0: none).
+def whole(valid: Callable[[str], bool]) -> Callable[[str], int]:
+    return lambda s: len(s) if valid(s) else 0
+
+
+RULES: tuple[tuple[str, re.Pattern, Callable[[str], int]], ...] = (
+    (EMAIL, _EMAIL, len),
+    (VAT, _VAT, len),
+    (IBAN, _IBAN, iban_length),
+    (CARD, _CARD, whole(luhn_valid)),
+    (PHONE, _PHONE, whole(phone_valid)),
 )
 
 
@@ -81,15 +95,17 @@ def scrub(text: str, kinds: tuple[str, ...] = DEFAULT_KINDS) -> tuple[str, Count
         kept.append(value)
         return f"\ue000{chr(0xE001 + len(kept) - 1)}\ue000"
 
-    for kind, pattern, valid in RULES:
+    for kind, pattern, length in RULES:
         if kind not in kinds:
             continue
 
-        def replace(match: re.Match, kind=kind, valid=valid) -> str:
-            if not valid(match.group()):
-                return hold(match.group()) if kind == IBAN else match.group()
+        def replace(match: re.Match, kind=kind, length=length) -> str:
+            value = match.group()
+            n = length(value)
+            if not n:
+                return hold(value) if kind == IBAN else value
             counts[kind] += 1
-            return f"[{kind}]"
+            return f"[{kind}]{value[n:]}"
 
         text = pattern.sub(replace, text)
     for i, value in enumerate(kept):

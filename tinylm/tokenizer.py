@@ -25,7 +25,8 @@ TOKENIZER_FILE = "tokenizer.json"
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, lowercase: bool = True,
-                    min_frequency: int = 2, length: int | None = None) -> Tokenizer:
+                    min_frequency: int = 2, length: int | None = None, extra_special: list[str] = ()) -> Tokenizer:
+    """extra_special (the PII placeholders) become single tokens after ours, never split nor learned from."""
     if vocab_size < len(SPECIAL_TOKENS) + 1:
         raise TinyLMError(f"--vocab-size must be at least {len(SPECIAL_TOKENS) + 1}, got {vocab_size}")
     tokenizer = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix="##", max_input_chars_per_word=100))
@@ -37,7 +38,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, lowercase: boo
     )
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[*SPECIAL_TOKENS, *extra_special],
         continuing_subword_prefix="##", show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer, length=length)
