@@ -237,3 +237,13 @@ def test_folder_inputs_are_hashed_per_file(tmp_path):
     record = file_record(tmp_path / "docs")
     assert record["documents"] == 2 and record["bytes"] == len(big) + 8
     assert record["files"][0]["sha256"] == hashlib.sha256(big).hexdigest() and record["files"][1]["lines"] == 2
+
+
+def test_import_records_the_hf_folder_as_inputs(pipeline, capsys):
+    from test_errors import run_cli
+
+    code, _, err = run_cli(capsys, "import", pipeline / "hf", pipeline / "imported")
+    assert code in (0, None), err
+    m = manifest(pipeline / "imported")
+    names = {Path(r["path"]).name for r in m["inputs"]}
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= names and m["parents"] == []
