@@ -206,6 +206,8 @@ def test_inspect_summary_json_and_verify(pipeline, capsys, tmp_path):
     assert verdicts == {"train.csv": True, "other.csv": False}
     code, out, _ = run_cli(capsys, "inspect", pipeline / "clf", "--verify", other)
     assert "not among the training inputs" in out
+    code, out, _ = run_cli(capsys, "inspect", pipeline / "clf", "--verify", pipeline / "train.csv")
+    assert "AMONG THE INPUTS" in out and "train input of this classifier" in out
 
 
 def test_inspect_without_provenance_is_one_clear_line(capsys, trained, tmp_path):

@@ -91,6 +91,8 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
         train_idx, val_idx = stratified_split([r.label for r in records], cfg.val_fraction, cfg.seed)
         train_records, val_records = [records[i] for i in train_idx], [records[i] for i in val_idx]
     inputs, hashing_s = file_records([train_path, *([val_path] if val_path else [])])
+    for record, role in zip(inputs, ("train", "validation")):
+        record["role"] = role  # the validation file picks the saved epoch but is never trained on
     scrub_counts = None
     if scrub_kinds:
         scrub_counts = scrub_records([*records, *(val_records if val_path else [])], scrub_kinds)

@@ -90,7 +90,7 @@ def known_hashes(summary: dict) -> dict[str, str]:
 
     def add(manifest: dict, owner: str):
         for record in manifest.get("inputs", []):
-            found.setdefault(record["sha256"], f"{record['path']} ({owner})")
+            found.setdefault(record["sha256"], f"{record['path']} ({record.get('role', 'train')} {owner})")
             for f in record.get("files", []):
                 found.setdefault(f["sha256"], f"{record['path']}/{f['path']} ({owner})")
 
@@ -120,13 +120,14 @@ def print_summary(out: Console, s: dict):
         out.print("model: " + params + ", ".join(f"{k} {v}" for k, v in s["sizes"].items()), highlight=False)
     if s["labels"]:
         out.print(f"labels: {', '.join(s['labels'])}", highlight=False)
-    inputs = Table("training input", "bytes", "lines/docs", "sha256", title="trained on")
-    inputs.columns[3].overflow = "fold"  # a hash is only useful whole
+    inputs = Table("input", "role", "bytes", "lines/docs", "sha256", title="built from these files")
+    inputs.columns[4].overflow = "fold"  # a hash is only useful whole
     for r in s["inputs"]:
-        inputs.add_row(r["path"], f"{r['bytes']:,}", str(r.get("lines", r.get("documents"))), r["sha256"])
+        inputs.add_row(r["path"], r.get("role", "train"), f"{r['bytes']:,}", str(r.get("lines", r.get("documents"))),
+                       r["sha256"])
     out.print(inputs)
     if s["parents"]:
-        parents = Table("depth", "role", "kind", "path", "sha256", title="built from")
+        parents = Table("depth", "role", "kind", "path", "sha256", title="parent chain")
         for p in s["parents"]:
             parents.add_row(str(p["depth"]), p["role"], str(p["kind"]), p["path"], p["sha256"][:16] + "…")
         out.print(parents)
@@ -146,5 +147,5 @@ def print_summary(out: Console, s: dict):
     out.print(f"command: {s['command']}\nrun: {s['started']} → {s['finished']}; {versions}"
               + (f"; host {s['host']}" if s["host"] else ""), highlight=False)
     for v in s.get("verify", []):
-        verdict = f"[green]TRAINED ON[/] as {v['as']}" if v["trained_on"] else "[yellow]not among the training inputs[/]"
+        verdict = f"[green]AMONG THE INPUTS[/] as {v['as']}" if v["trained_on"] else "[yellow]not among the training inputs[/]"
         out.print(f"verify {v['path']} (sha256 {v['sha256'][:16]}…): {verdict}", highlight=False)
