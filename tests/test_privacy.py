@@ -249,3 +249,10 @@ def test_import_records_the_hf_folder_as_inputs(pipeline, capsys):
     m = manifest(pipeline / "imported")
     names = {Path(r["path"]).name for r in m["inputs"]}
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= names and m["parents"] == []
+
+
+def test_a_word_after_an_iban_is_never_swallowed():
+    from tinylm.pii import scrub
+
+    # "GB14WICU25928779550192BIC" happens to pass the mod-97 check; the GB length (22) rules it out.
+    assert scrub("IBAN: GB14 WICU 2592 8779 5501 92 BIC WICUGBMM")[0] == "IBAN: [IBAN] BIC WICUGBMM"

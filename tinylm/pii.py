@@ -43,10 +43,28 @@ def iban_valid(candidate: str) -> bool:
     return int(digits) % 97 == 1
 
 
+# IBAN length per country (ISO 13616 registry). A 1-in-97 chance lets a following word pass the checksum
+# ("GB14 WICU 2592 8779 5501 92 BIC" does), so where the country is known only its exact length counts.
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "CH": 21,
+    "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FO": 18,
+    "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23,
+    "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21,
+    "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28,
+    "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27,
+    "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VG": 24, "XK": 20,
+}
+
+
 def iban_length(candidate: str) -> int:
     """Length of the longest leading part, ending at a space or the end, that is a valid IBAN; 0 if none."""
+    expected = IBAN_LENGTHS.get(candidate[:2])
     for end in range(len(candidate), 14, -1):
-        if (end == len(candidate) or candidate[end] == " ") and candidate[end - 1] != " " and iban_valid(candidate[:end]):
+        if end < len(candidate) and candidate[end] != " " or candidate[end - 1] == " ":
+            continue
+        if expected is not None and len(candidate[:end].replace(" ", "")) != expected:
+            continue
+        if iban_valid(candidate[:end]):
             return end
     return 0
 
