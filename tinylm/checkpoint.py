@@ -96,6 +96,17 @@ def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: d
     return out_dir
 
 
+def read_json_object(path: Path) -> dict:
+    """A JSON file that must hold one object (config.json and friends), or a one-line error naming it."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TinyLMError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise TinyLMError(f"{path} must hold a JSON object")
+    return data
+
+
 def read_config(ckpt_dir: Path) -> tuple[BertConfig, dict]:
     """Parse and validate config.json; returns (model config, the tinylm fields: kind, id2label, ...)."""
     path = Path(ckpt_dir) / CONFIG_FILE
@@ -103,12 +114,7 @@ def read_config(ckpt_dir: Path) -> tuple[BertConfig, dict]:
         raise TinyLMError(f"checkpoint folder {ckpt_dir} does not exist")
     if not path.is_file():
         raise TinyLMError(f"{ckpt_dir} is not a tinylm checkpoint: it has no {CONFIG_FILE}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TinyLMError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise TinyLMError(f"{path} must hold a JSON object")
+    data = read_json_object(path)
     model_keys = {f.name for f in fields(BertConfig)}
     missing = sorted(model_keys - set(data))
     if missing:

@@ -22,7 +22,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 
 from tinylm import __version__
 from tinylm.checkpoint import (CONFIG_FILE, KINDS, TIED_KEYS, WEIGHTS_FILE, _fsync_dir, _write_json, load_checkpoint,
-                               model_kind, save_checkpoint)
+                               model_kind, read_json_object, save_checkpoint)
 from tinylm.config import BertConfig, from_dict
 from tinylm.errors import TinyLMError
 from tinylm.provenance import (PROVENANCE_FILE, build_manifest, command_line, file_records, now, parent_record,
@@ -201,13 +201,7 @@ def read_hf_config(hf_dir: Path) -> dict:
     path = hf_dir / CONFIG_FILE
     if not path.is_file():
         raise TinyLMError(f"{hf_dir} has no {CONFIG_FILE}; give a folder written by transformers' save_pretrained")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TinyLMError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise TinyLMError(f"{path} must hold a JSON object")
-    return data
+    return read_json_object(path)
 
 
 def to_bert_config(data: dict, path: Path) -> BertConfig:
