@@ -93,7 +93,6 @@ def forbid_network(monkeypatch):
 def pipeline(tmp_path_factory):
     """tokenize -> pretrain -> finetune -> eval -> predict -> export through the CLI, with --scrub-pii and
     sockets made to fail; returns the folder and the outputs of eval and predict."""
-    import json
 
     from _pytest.monkeypatch import MonkeyPatch
 
@@ -182,7 +181,6 @@ def test_scrubbed_tokenizer_has_placeholders_and_no_training_values(pipeline):
 
 
 def test_classifier_applies_scrubbing_at_inference(pipeline):
-    import json
 
     from tinylm.evaluate import checkpoint_scrub_kinds
 

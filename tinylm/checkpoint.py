@@ -13,7 +13,6 @@ import shutil
 from dataclasses import asdict, fields
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
@@ -61,9 +60,7 @@ def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: d
         raise TinyLMError(f"--out {out_dir} is a file; give a folder path")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    old = out_dir.with_name(f".{out_dir.name}.old")
-    for stale in (tmp, old):
-        shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
 
     kind = model_kind(model)
@@ -83,17 +80,32 @@ def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: d
         _write_json(tmp / PROVENANCE_FILE, provenance)
     if (out_dir / METRICS_FILE).exists():
         shutil.copy2(out_dir / METRICS_FILE, tmp / METRICS_FILE)
+    commit_dir(tmp, out_dir)
+    return out_dir
+
+
+def commit_dir(tmp: Path, out_dir: Path):
+    """fsync the finished tmp folder, then swap it in with renames: a crash leaves the old folder or the new one
+    (as out_dir, or as its .old / .tmp sibling), never a torn one."""
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
     _fsync_dir(tmp)
-
+    old = out_dir.with_name(f".{out_dir.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
     if out_dir.exists():
         os.rename(out_dir, old)
     os.rename(tmp, out_dir)
     _fsync_dir(out_dir.parent)
     shutil.rmtree(old, ignore_errors=True)
-    return out_dir
+
+
+def check_out_dir(out_dir: Path, overwrite: bool, flag: str = ""):
+    """Refuse an output path that is a file, or a non-empty folder unless overwrite; flag names it ("--out ")."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TinyLMError(f"{flag}{out_dir} is a file; give a folder path")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise TinyLMError(f"{flag}{out_dir} already exists and is not empty; pass --overwrite to replace it")
 
 
 def read_json_object(path: Path) -> dict:

@@ -10,7 +10,6 @@ Nothing here touches the network: a folder goes in, a folder comes out.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -21,8 +20,8 @@ from safetensors.torch import save_file
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, decoders
 
 from tinylm import __version__
-from tinylm.checkpoint import (CONFIG_FILE, KINDS, TIED_KEYS, WEIGHTS_FILE, _fsync_dir, _write_json, load_checkpoint,
-                               model_kind, read_json_object, save_checkpoint)
+from tinylm.checkpoint import (CONFIG_FILE, KINDS, TIED_KEYS, WEIGHTS_FILE, _write_json, check_out_dir, commit_dir,
+                               load_checkpoint, model_kind, read_json_object, save_checkpoint)
 from tinylm.config import BertConfig, from_dict
 from tinylm.errors import TinyLMError
 from tinylm.provenance import (PROVENANCE_FILE, build_manifest, command_line, file_records, now, parent_record,
@@ -80,11 +79,7 @@ def export_hf(ckpt_dir: Path, out_dir: Path, overwrite: bool = False) -> dict:
     _write_json(tmp / "tokenizer_config.json", hf_tokenizer_config(tokenizer, model.config.max_position_embeddings))
     _write_json(tmp / "special_tokens_map.json", SPECIAL_TOKENS_MAP)
     _write_json(tmp / PROVENANCE_FILE, export_manifest(ckpt_dir))
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    _fsync_dir(tmp)
-    replace_dir(tmp, out_dir)
+    commit_dir(tmp, out_dir)
     return {"kind": kind, "architecture": KINDS[kind], "out_dir": str(out_dir),
             "files": sorted(p.name for p in out_dir.iterdir())}
 
@@ -121,24 +116,6 @@ def hf_tokenizer_config(tokenizer: Tokenizer, max_length: int) -> dict:
             "strip_accents": normalizer.get("strip_accents"), "tokenize_chinese_chars": True,
             "clean_up_tokenization_spaces": False, "model_max_length": max_length,
             "model_input_names": ["input_ids", "token_type_ids", "attention_mask"], **SPECIAL_TOKENS_MAP}
-
-
-def check_out_dir(out_dir: Path, overwrite: bool):
-    if out_dir.exists() and not out_dir.is_dir():
-        raise TinyLMError(f"{out_dir} is a file; give a folder path")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise TinyLMError(f"{out_dir} already exists and is not empty; pass --overwrite to replace it")
-
-
-def replace_dir(tmp: Path, out_dir: Path):
-    """Swap the finished tmp folder in, so a crash leaves the old folder or the new one, never a torn one."""
-    old = out_dir.with_name(f".{out_dir.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        os.rename(out_dir, old)
-    os.rename(tmp, out_dir)
-    _fsync_dir(out_dir.parent)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # ---- import ---------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from tinylm.checkpoint import METRICS_FILE, save_checkpoint
+from tinylm.checkpoint import METRICS_FILE, check_out_dir, save_checkpoint
 from tinylm.config import BertConfig, PretrainConfig, check_positive
 from tinylm.data import pack_documents, read_texts
 from tinylm.errors import TinyLMError
@@ -58,10 +58,7 @@ def resolve_scrub(asked: tuple[str, ...] | None, parent_dir: Path, tokenizer) ->
 
 def prepare_out_dir(out_dir: Path, overwrite: bool) -> MetricsLog:
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise TinyLMError(f"--out {out_dir} is a file; give a folder path")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise TinyLMError(f"--out {out_dir} already exists and is not empty; pass --overwrite to replace it")
+    check_out_dir(out_dir, overwrite, flag="--out ")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         return MetricsLog(out_dir / METRICS_FILE)
