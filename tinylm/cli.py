@@ -73,16 +73,16 @@ def tokenize(
     from tinylm.data import read_texts
     from tinylm.pii import PLACEHOLDERS, scrub_all
     from tinylm.provenance import build_manifest, file_records, now, scrub_record, write_manifest
+    from tinylm.checkpoint import check_out_dir
     from tinylm.tokenizer import save_tokenizer, train_tokenizer
 
+    check_out_dir(out_dir, overwrite=True, flag="--out ")  # a tokenizer folder may be refreshed in place; a file may not
     started, kinds = now(), scrub_kinds(scrub_pii, scrub_vat)
     texts = read_texts(data, text_column, encoding)
     inputs, hashing_s = file_records(data)
     texts, counts = scrub_all(texts, kinds) if kinds else (texts, None)
     tokenizer = train_tokenizer(texts, vocab_size, lowercase, min_frequency, length=len(texts),
                                 extra_special=PLACEHOLDERS if kinds else [])
-    if out_dir.exists() and not out_dir.is_dir():
-        raise TinyLMError(f"--out {out_dir} is a file; give a folder path")
     out_dir.mkdir(parents=True, exist_ok=True)
     path = save_tokenizer(tokenizer, out_dir)
     config = {"stage": "tokenize", "data": [str(p) for p in data], "vocab_size": vocab_size, "text_column": text_column,
