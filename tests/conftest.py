@@ -13,6 +13,13 @@ SHARED = ROOT.parent / "shared" / "datasets"
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def token_cache(tmp_path_factory):
+    """Encoded corpora go to a temporary cache, never to the user's ~/.cache."""
+    os.environ["TINYLM_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    return Path(os.environ["TINYLM_CACHE"])
+
+
 def tiny_config(**overrides) -> BertConfig:
     values = dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
                   max_position_embeddings=40, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -58,7 +65,7 @@ def write_labelled_csv(path: Path, n: int = 90, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """A tokenizer, a base checkpoint and a classifier, trained for a few steps through the library."""
-    from tinylm.config import FinetuneConfig, PRESETS, PretrainConfig
+    from tinylm.config import FinetuneConfig, PRESETS, PretrainConfig, RunOptions
     from tinylm.data import read_texts
     from tinylm.finetune import finetune
     from tinylm.pretrain import pretrain
@@ -72,6 +79,7 @@ def trained(tmp_path_factory):
 
     model = replace(PRESETS["tiny"].model)
     pretrain([data], root / "tokenizer", root / "base", model, PretrainConfig(max_steps=8, batch_size=8, seq_len=32),
-             quiet=True)
-    finetune(data, root / "base", root / "classifier", FinetuneConfig(epochs=1, batch_size=8, seq_len=32), quiet=True)
+             RunOptions(quiet=True))
+    finetune(data, root / "base", root / "classifier", FinetuneConfig(epochs=1, batch_size=8, seq_len=32),
+             run=RunOptions(quiet=True))
     return root

@@ -14,7 +14,7 @@ from safetensors import safe_open
 from conftest import DATA
 from test_errors import assert_one_line_error, run_cli
 from tinylm.checkpoint import load_checkpoint
-from tinylm.config import FinetuneConfig
+from tinylm.config import FinetuneConfig, RunOptions
 from tinylm.data import encode_documents, pad_batch
 from tinylm.finetune import finetune
 
@@ -53,7 +53,7 @@ def cls_classifier(trained, tmp_path_factory):
     """A classifier with BERT's own [CLS] pooler: the kind transformers can represent."""
     out = tmp_path_factory.mktemp("cls") / "classifier"
     finetune(trained / "train.csv", trained / "base", out,
-             FinetuneConfig(epochs=1, batch_size=8, seq_len=32, pooling="cls"), quiet=True)
+             FinetuneConfig(epochs=1, batch_size=8, seq_len=32, pooling="cls"), run=RunOptions(quiet=True))
     return out
 
 
@@ -286,12 +286,13 @@ def test_random_replacements_skip_a_bert_vocabularys_special_and_unused_ids():
     """An imported BERT vocabulary has its specials at 100..103: pretraining must not draw them as 'words'."""
     import numpy as np
 
-    from tinylm.config import PretrainConfig
-    from tinylm.pretrain import mlm_batches
+    from tinylm.data import PackedRows
+    from tinylm.pretrain import MLMBatches
 
     ids = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103}
-    rows = np.random.default_rng(0).integers(104, 300, size=(64, 32))
-    rows[:, 0] = 101
-    batch = next(mlm_batches(rows, PretrainConfig(batch_size=64, mlm_probability=0.9), ids, 300)).inputs
-    changed = batch["input_ids"][batch["input_ids"] != torch.from_numpy(rows)]
+    stream = np.random.default_rng(0).integers(104, 300, size=64 * 31)
+    rows = PackedRows(stream, 32, cls_id=101, pad_id=0)
+    batch = MLMBatches(rows, batch_size=64, seed=0, ids=ids, vocab_size=300, mlm_probability=0.9)(0).inputs
+    replaced = (batch["labels"] != -100) & (batch["input_ids"] != batch["labels"])  # labels hold the originals
+    changed = batch["input_ids"][replaced]
     assert changed.numel() > 0 and bool(((changed == 103) | (changed >= 104)).all())

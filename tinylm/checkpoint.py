@@ -25,6 +25,8 @@ from tinylm.model import POOLINGS, BertForMaskedLM, BertForSequenceClassificatio
 from tinylm.tokenizer import TOKENIZER_FILE, load_tokenizer
 
 WEIGHTS_FILE, CONFIG_FILE, ARGS_FILE, METRICS_FILE = "model.safetensors", "config.json", "training_args.json", "metrics.jsonl"
+CHECKPOINTS = "checkpoints"  # resumable training state, see state.py
+CARRIED = (METRICS_FILE, CHECKPOINTS)  # kept across saves of a model folder
 KINDS = {"mlm": "BertForMaskedLM", "classifier": "BertForSequenceClassification"}
 # safetensors refuses tensors that share memory; these are tied to another key and re-tied on load.
 TIED_KEYS = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
@@ -78,18 +80,33 @@ def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: d
     tokenizer.save(str(tmp / TOKENIZER_FILE))
     if provenance is not None:  # inside the temp folder, so the manifest is part of the atomic write
         _write_json(tmp / PROVENANCE_FILE, provenance)
-    if (out_dir / METRICS_FILE).exists():
-        shutil.copy2(out_dir / METRICS_FILE, tmp / METRICS_FILE)
+    for name in CARRIED:  # the run's log and resumable checkpoints live on in the new folder
+        if (out_dir / name).exists():
+            link_tree(out_dir / name, tmp / name)
     commit_dir(tmp, out_dir)
     return out_dir
+
+
+def link_tree(src: Path, dst: Path):
+    """Hard-link a file or folder tree (no data copied, both names stay valid); copy where links fail."""
+    if src.is_dir():
+        dst.mkdir()
+        for child in src.iterdir():
+            link_tree(child, dst / child.name)
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def commit_dir(tmp: Path, out_dir: Path):
     """fsync the finished tmp folder, then swap it in with renames: a crash leaves the old folder or the new one
     (as out_dir, or as its .old / .tmp sibling), never a torn one."""
     for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
     _fsync_dir(tmp)
     old = out_dir.with_name(f".{out_dir.name}.old")
     shutil.rmtree(old, ignore_errors=True)

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tinylm.config import resolve_finetune, resolve_pretrain
+from tinylm.config import RunOptions, resolve_finetune, resolve_pretrain
 from tinylm.data import FORMATS_HELP
 from tinylm.errors import TinyLMError
 from tinylm.provenance import command_line
@@ -40,6 +40,15 @@ ScrubPii = Annotated[bool, typer.Option("--scrub-pii", help="Replace e-mails, IB
                                         "[EMAIL] [IBAN] [CARD] [PHONE] before anything is learned.")]
 ScrubVat = Annotated[bool, typer.Option("--scrub-vat", help="With --scrub-pii: also replace VAT IDs with [VAT].")]
 RecordHost = Annotated[bool, typer.Option("--record-host", help="Record this machine's host name in provenance.json.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its newest checkpoint "
+                                      "(give the same arguments as the first time).")]
+SaveEvery = Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps.")]
+SaveMinutes = Annotated[float, typer.Option(help="Save a resumable checkpoint every M minutes.")]
+KeepCheckpoints = Annotated[int, typer.Option(help="Resumable checkpoints to keep (the newest).")]
+OnNan = Annotated[str, typer.Option(help="stop: end with an error on a non-finite loss or gradient; "
+                                    "skip: drop that batch and go on.")]
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the model (slow start; may be faster on "
+                                       "long runs — see README Performance).")]
 
 
 def scrub_kinds(scrub_pii: bool, scrub_vat: bool) -> tuple[str, ...] | None:
@@ -108,7 +117,15 @@ def pretrain(
     text_column: Annotated[Optional[str], typer.Option(help="Column holding the text in CSV/TSV/JSONL.")] = None,
     precision: Precision = "auto",
     device: Device = "auto",
+    compile: Compile = False,
     overwrite: Overwrite = False,
+    resume: Resume = False,
+    save_every: SaveEvery = None,
+    save_minutes: SaveMinutes = 10.0,
+    keep_checkpoints: KeepCheckpoints = 2,
+    on_nan: OnNan = "stop",
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Where encoded corpora are cached (default "
+                                                       "$TINYLM_CACHE or ~/.cache/tinylm).")] = None,
     quiet: Quiet = False,
     encoding: Encoding = "utf-8",
     scrub_pii: ScrubPii = False,
@@ -129,8 +146,11 @@ def pretrain(
     model_config, cfg = resolve_pretrain(preset, config, flags)
     if epochs is not None:
         cfg.max_steps = None
-    summary = run(data, tokenizer, out_dir, model_config, cfg, precision, device, overwrite, quiet, encoding, command_line(),
-                  scrub_kinds(scrub_pii, scrub_vat), record_host)
+    options = RunOptions(precision=precision, device=device, compile=compile, overwrite=overwrite, resume=resume,
+                         save_every=save_every, save_minutes=save_minutes, keep_checkpoints=keep_checkpoints,
+                         on_nan=on_nan, quiet=quiet, encoding=encoding, command=command_line(),
+                         scrub_kinds=scrub_kinds(scrub_pii, scrub_vat), record_host=record_host, cache_dir=cache_dir)
+    summary = run(data, tokenizer, out_dir, model_config, cfg, options)
     out.print(f"pretrained {summary['steps']:,} steps in {summary['elapsed_s']:.0f}s "
               f"({summary['tokens_per_s']:,.0f} tok/s), final MLM loss {summary['loss']:.4f} -> {out_dir}")
 
@@ -153,7 +173,13 @@ def finetune(
     config: Annotated[Optional[Path], typer.Option(help="TOML file with a [train] table.")] = None,
     precision: Precision = "auto",
     device: Device = "auto",
+    compile: Compile = False,
     overwrite: Overwrite = False,
+    resume: Resume = False,
+    save_every: SaveEvery = None,
+    save_minutes: SaveMinutes = 10.0,
+    keep_checkpoints: KeepCheckpoints = 2,
+    on_nan: OnNan = "stop",
     quiet: Quiet = False,
     encoding: Encoding = "utf-8",
     scrub_pii: ScrubPii = False,
@@ -169,8 +195,11 @@ def finetune(
     flags = dict(epochs=epochs, lr=lr, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, seed=seed, pooling=pooling,
                  text_column=text_column, label_column=label_column)
     cfg = resolve_finetune(config, flags)
-    summary = run(train_data, base, out_dir, cfg, val, precision, device, overwrite, quiet, encoding, command_line(),
-                  scrub_kinds(scrub_pii, scrub_vat), record_host)
+    options = RunOptions(precision=precision, device=device, compile=compile, overwrite=overwrite, resume=resume,
+                         save_every=save_every, save_minutes=save_minutes, keep_checkpoints=keep_checkpoints,
+                         on_nan=on_nan, quiet=quiet, encoding=encoding, command=command_line(),
+                         scrub_kinds=scrub_kinds(scrub_pii, scrub_vat), record_host=record_host)
+    summary = run(train_data, base, out_dir, cfg, val, options)
     best = summary["best"]
     out.print(f"best validation accuracy {best['val_accuracy']:.4f} (macro-F1 {best['val_macro_f1']:.4f}) "
               f"at epoch {best['epoch']} -> {out_dir}")

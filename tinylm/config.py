@@ -92,6 +92,40 @@ class FinetuneConfig:
 
 
 @dataclass
+class RunOptions:
+    """How a training run is carried out, not what it learns: hardware, output folder, checkpoints, safety."""
+
+    precision: str = "auto"  # auto: bf16 where the hardware runs it natively, else fp32
+    device: str = "auto"
+    compile: bool = False  # torch.compile the model
+    overwrite: bool = False
+    resume: bool = False
+    save_every: int | None = None  # steps between resumable checkpoints
+    save_minutes: float | None = 10.0  # minutes between resumable checkpoints
+    keep_checkpoints: int = 2
+    on_nan: str = "stop"  # or "skip"
+    quiet: bool = False
+    encoding: str = "utf-8"
+    command: str = ""
+    scrub_kinds: tuple[str, ...] | None = None
+    record_host: bool = False
+    cache_dir: Path | None = None  # token shards; default $TINYLM_CACHE or ~/.cache/tinylm
+
+    def check(self):
+        if self.save_every is not None and self.save_every <= 0:
+            raise TinyLMError(f"--save-every must be positive, got {self.save_every}")
+        if self.save_minutes is not None and self.save_minutes <= 0:
+            raise TinyLMError(f"--save-minutes must be positive, got {self.save_minutes}")
+        if self.keep_checkpoints < 1:
+            raise TinyLMError(f"--keep-checkpoints must be at least 1, got {self.keep_checkpoints}")
+        if self.on_nan not in ("stop", "skip"):
+            raise TinyLMError(f"--on-nan must be stop or skip, got {self.on_nan!r}")
+        if self.resume and self.overwrite:
+            raise TinyLMError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+        return self
+
+
+@dataclass
 class Preset:
     model: BertConfig
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)

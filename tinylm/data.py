@@ -31,14 +31,33 @@ class Record:
     where: str = ""  # "file:line", for error messages
 
 
+def _decode_error(path: Path, encoding: str, e: UnicodeDecodeError, where: str = "") -> TinyLMError:
+    return TinyLMError(
+        f"{path} is not valid {encoding} text{where} (bytes {e.object[e.start:e.start + 4]!r}); "
+        "convert it to UTF-8 or pass --encoding (e.g. --encoding latin-1)"
+    )
+
+
 def _read_text(path: Path, encoding: str) -> str:
     try:
         return path.read_text(encoding=encoding)
     except UnicodeDecodeError as e:
-        raise TinyLMError(
-            f"{path} is not valid {encoding} text (byte {e.start}: {e.object[e.start:e.start + 4]!r}); "
-            "convert it to UTF-8 or pass --encoding (e.g. --encoding latin-1)"
-        ) from None
+        raise _decode_error(path, encoding, e) from None
+    except LookupError:
+        raise TinyLMError(f"unknown --encoding {encoding!r}") from None
+    except OSError as e:
+        raise TinyLMError(f"cannot read {path}: {e.strerror}") from None
+
+
+def _lines(path: Path, encoding: str):
+    """Yield (line_number, line) from a text file, streamed: a corpus larger than memory is fine."""
+    number = 0
+    try:
+        with open(path, encoding=encoding, newline="") as f:
+            for number, line in enumerate(f, start=1):
+                yield number, line
+    except UnicodeDecodeError as e:
+        raise _decode_error(path, encoding, e, f" near line {number + 1}") from None
     except LookupError:
         raise TinyLMError(f"unknown --encoding {encoding!r}") from None
     except OSError as e:
@@ -46,10 +65,9 @@ def _read_text(path: Path, encoding: str) -> str:
 
 
 def _table_rows(path: Path, encoding: str):
-    """Yield (line_number, dict) for each row of a CSV/TSV/JSONL file."""
-    content = _read_text(path, encoding)
+    """Yield (line_number, dict) for each row of a CSV/TSV/JSONL file, streamed."""
     if path.suffix.lower() == ".jsonl":
-        for number, line in enumerate(content.splitlines(), start=1):
+        for number, line in _lines(path, encoding):
             if not line.strip():
                 continue
             try:
@@ -61,7 +79,7 @@ def _table_rows(path: Path, encoding: str):
             yield number, row
         return
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    reader = csv.reader(content.splitlines(keepends=True), delimiter=delimiter, strict=True)
+    reader = csv.reader((line for _, line in _lines(path, encoding)), delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
         if header is None:
@@ -88,11 +106,14 @@ def _column(row: dict, name: str, path: Path, number: int, flag: str) -> str:
     return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
-def read_records(paths: list[Path] | Path, text_column: str = "text", label_column: str | None = None,
-                 id_column: str | None = None, encoding: str = "utf-8") -> list[Record]:
-    """Read every document of every path, in order. With label_column each record must carry a label."""
+def iter_records(paths: list[Path] | Path, text_column: str = "text", label_column: str | None = None,
+                 id_column: str | None = None, encoding: str = "utf-8"):
+    """Yield every document of every path, in order, streamed. With label_column each record must carry a label.
+
+    Raises (after the last record) when the inputs held no text at all.
+    """
     paths = [paths] if isinstance(paths, (str, Path)) else paths
-    records: list[Record] = []
+    found_text = False
     for path in map(Path, paths):
         if not path.exists():
             raise TinyLMError(f"{path} does not exist")
@@ -103,57 +124,97 @@ def read_records(paths: list[Path] | Path, text_column: str = "text", label_colu
             if label_column:
                 raise TinyLMError(f"{path} is a folder of plain text: labelled data must be a .csv, .tsv or .jsonl "
                                   f"file with a {label_column!r} column")
-            records += [Record(_read_text(f, encoding), where=str(f), id=str(f.relative_to(path))) for f in files]
+            for f in files:
+                record = Record(_read_text(f, encoding), where=str(f), id=str(f.relative_to(path)))
+                found_text = found_text or bool(record.text.strip())
+                yield record
         elif path.suffix.lower() in TABLE_SUFFIXES:
-            before = len(records)
+            rows = 0
             for number, row in _table_rows(path, encoding):
                 where = f"{path}:{number}"
                 label = _column(row, label_column, path, number, "--label-column").strip() if label_column else None
                 if label_column and not label:
                     raise TinyLMError(f"{where}: empty label in column {label_column!r}")
                 ident = _column(row, id_column, path, number, "--id-column") if id_column else None
-                records.append(Record(_column(row, text_column, path, number, "--text-column"), label, ident, where))
-            if len(records) == before:
+                record = Record(_column(row, text_column, path, number, "--text-column"), label, ident, where)
+                rows += 1
+                found_text = found_text or bool(record.text.strip())
+                yield record
+            if not rows:
                 raise TinyLMError(f"{path} has no rows")
         elif path.suffix.lower() == ".txt" or path.suffix == "":
             if label_column:
                 raise TinyLMError(f"{path} is plain text: labelled data must be a .csv, .tsv or .jsonl file "
                                   f"with a {label_column!r} column")
-            lines = _read_text(path, encoding).splitlines()
-            records += [Record(line, where=f"{path}:{n}") for n, line in enumerate(lines, 1) if line.strip()]
+            for number, line in _lines(path, encoding):
+                if line.strip():
+                    found_text = True
+                    yield Record(line.rstrip("\r\n"), where=f"{path}:{number}")
         else:
             raise TinyLMError(f"{path}: unsupported file type {path.suffix!r}; {FORMATS_HELP}")
-    if not any(r.text.strip() for r in records):
+    if not found_text:
         raise TinyLMError(f"no text found in {', '.join(map(str, paths))} (all documents are empty)")
-    return records
+
+
+def read_records(paths: list[Path] | Path, text_column: str = "text", label_column: str | None = None,
+                 id_column: str | None = None, encoding: str = "utf-8") -> list[Record]:
+    """Every document of every path, in order (see iter_records)."""
+    return list(iter_records(paths, text_column, label_column, id_column, encoding))
 
 
 def read_texts(paths, text_column: str = "text", encoding: str = "utf-8") -> list[str]:
     """The non-empty documents, for tokenizer training and pretraining."""
-    return [r.text for r in read_records(paths, text_column, encoding=encoding) if r.text.strip()]
+    return [r.text for r in iter_records(paths, text_column, encoding=encoding) if r.text.strip()]
 
 
 # ---- pretraining: pack documents into full rows --------------------------------------------------------------
 
-def pack_documents(tokenizer: Tokenizer, texts: list[str], seq_len: int) -> np.ndarray:
-    """Concatenate documents, each followed by [SEP], and cut the stream into rows of [CLS] + seq_len-1 tokens.
+def token_stream(tokenizer: Tokenizer, texts: list[str], dtype=np.int64) -> np.ndarray:
+    """Every document's ids followed by [SEP], concatenated; encoded in parallel by tokenizers."""
+    sep_id = tokenizer.token_to_id("[SEP]")
+    encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
+    pieces = [np.asarray(enc.ids + [sep_id], dtype=dtype) for enc in encodings if enc.ids]
+    return np.concatenate(pieces) if pieces else np.empty(0, dtype=dtype)
 
-    Packing leaves no padding except in the last row, so every position of every step trains the model.
-    """
-    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    encodings = tokenizer.encode_batch(texts, add_special_tokens=False)  # parallel, in Rust
-    pieces = [np.asarray(enc.ids + [sep_id], dtype=np.int64) for enc in encodings if enc.ids]
-    if not pieces:
+
+def pack_documents(tokenizer: Tokenizer, texts: list[str], seq_len: int) -> np.ndarray:
+    """All rows of an in-memory corpus (see PackedRows)."""
+    stream = token_stream(tokenizer, texts)
+    if stream.size == 0:
         raise TinyLMError("the corpus produced no tokens")
-    stream = np.concatenate(pieces)
-    body = seq_len - 1
-    n_rows = -(-stream.size // body)
-    rows = np.full((n_rows, seq_len), tokenizer.token_to_id("[PAD]"), dtype=np.int64)
-    rows[:, 0] = cls_id
-    flat = rows[:, 1:].reshape(-1)
-    flat[: stream.size] = stream
-    rows[:, 1:] = flat.reshape(n_rows, body)
-    return rows
+    rows = PackedRows(stream, seq_len, tokenizer.token_to_id("[CLS]"),
+                      tokenizer.token_to_id("[PAD]"))
+    return rows.take(np.arange(len(rows)))
+
+
+class PackedRows:
+    """Rows of [CLS] + seq_len-1 tokens cut from the stream: row i holds stream[i*(L-1) : (i+1)*(L-1)].
+
+    A document longer than a row continues in the next one; [SEP] marks where one ends. Only the last row can
+    have padding. Rows are gathered from the memory map per batch, so nothing the size of the corpus is held.
+    """
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, cls_id: int, pad_id: int):
+        self.tokens, self.seq_len, self.cls_id, self.pad_id = tokens, seq_len, cls_id, pad_id
+        self.body = seq_len - 1
+        self.n_rows = -(-len(tokens) // self.body)
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def take(self, indices) -> np.ndarray:
+        """Rows at `indices` as an int64 array (len(indices), seq_len)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        out = np.full((len(indices), self.seq_len), self.pad_id, dtype=np.int64)
+        out[:, 0] = self.cls_id
+        full = indices < len(self.tokens) // self.body  # rows that lie wholly inside the stream
+        if full.any():
+            starts = indices[full] * self.body
+            out[full, 1:] = self.tokens[starts[:, None] + np.arange(self.body)]
+        for j in np.flatnonzero(~full):
+            piece = self.tokens[indices[j] * self.body:]
+            out[j, 1:1 + len(piece)] = piece
+        return out
 
 
 # ---- classification: one document per row, padded per batch -------------------------------------------------

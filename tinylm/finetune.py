@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 
 from tinylm.checkpoint import load_checkpoint, save_checkpoint
-from tinylm.config import FinetuneConfig, check_positive
+from tinylm.config import FinetuneConfig, RunOptions, check_positive
 from tinylm.data import Record, encode_documents, pad_batch, read_records
 from tinylm.errors import TinyLMError
 from tinylm.evaluate import classification_report, predict_proba
 from tinylm.model import POOLINGS, BertForSequenceClassification
 from tinylm.pii import scrub
-from tinylm.pretrain import prepare_out_dir, resolve_scrub
+from tinylm.pretrain import loop_config, prepare_out_dir, resolve_scrub
 from tinylm.provenance import build_manifest, file_records, now, parent_record, scrub_record
-from tinylm.train import Batch, LoopConfig, console, resolve_device, resolve_precision, train
+from tinylm.state import checkpoint_root
+from tinylm.train import Batch, console, resolve_device, resolve_precision, train
 
 
 def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -35,17 +36,25 @@ def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[lis
     return sorted(train_idx), sorted(val_idx)
 
 
-def classification_batches(sequences: list[list[int]], targets: list[int], batch_size: int, seed: int,
-                           pad_id: int) -> Iterator[Batch]:
-    rng = np.random.default_rng(seed)
-    while True:
-        order = rng.permutation(len(sequences))
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            input_ids, attention_mask = pad_batch([sequences[i] for i in chunk], pad_id)
-            labels = torch.tensor([targets[i] for i in chunk], dtype=torch.long)
-            yield Batch({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels},
-                        n_tokens=int(attention_mask.sum()), epoch_end=start + batch_size >= len(order))
+class ClassificationBatches:
+    """The batch of step i, as a pure function of (seed, i): epoch i // steps_per_epoch, shuffled afresh each
+    epoch, padded to its longest document. A resumed run jumps to its step; nothing is replayed."""
+
+    def __init__(self, sequences: list[list[int]], targets: list[int], batch_size: int, seed: int, pad_id: int):
+        self.sequences, self.targets, self.batch_size, self.seed, self.pad_id = sequences, targets, batch_size, seed, pad_id
+        self.steps_per_epoch = math.ceil(len(sequences) / batch_size)
+        self._order: tuple[int, np.ndarray] | None = None
+
+    def __call__(self, step: int) -> Batch:
+        epoch, position = divmod(step, self.steps_per_epoch)
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.sequences)))
+        chunk = self._order[1][position * self.batch_size:(position + 1) * self.batch_size]
+        input_ids, attention_mask = pad_batch([self.sequences[i] for i in chunk], self.pad_id)
+        labels = torch.tensor([self.targets[i] for i in chunk], dtype=torch.long)
+        return Batch({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels},
+                     n_tokens=int(attention_mask.sum()), epoch=epoch + 1,
+                     epoch_end=position == self.steps_per_epoch - 1)
 
 
 def scrub_records(records: list[Record], kinds: tuple[str, ...]) -> dict[str, int]:
@@ -59,10 +68,13 @@ def scrub_records(records: list[Record], kinds: tuple[str, ...]) -> dict[str, in
 
 
 def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfig, val_path: Path | None = None,
-             precision: str = "auto", device: str = "auto", overwrite: bool = False, quiet: bool = False,
-             encoding: str = "utf-8", command: str = "", scrub_kinds: tuple[str, ...] | None = None,
-             record_host: bool = False) -> dict:
-    """Fine-tune the base encoder with a classification head; keep the epoch with the best validation accuracy."""
+             run: RunOptions | None = None) -> dict:
+    """Fine-tune the base encoder with a classification head; keep the epoch with the best validation accuracy.
+
+    A resumable checkpoint is saved at the end of every epoch (and as run.save_every / save_minutes ask).
+    """
+    run = (run or RunOptions()).check()
+    encoding = run.encoding
     check_positive(cfg, ("epochs", "batch_size", "lr", "seq_len", "log_every"))
     if cfg.pooling not in POOLINGS:
         raise TinyLMError(f"--pooling must be one of {', '.join(POOLINGS)}, got {cfg.pooling!r}")
@@ -70,7 +82,7 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
         raise TinyLMError(f"--val-fraction must be in (0, 1), got {cfg.val_fraction}")
     started = now()
     base, tokenizer, _ = load_checkpoint(base_dir, expect_kind="mlm")
-    scrub_kinds = resolve_scrub(scrub_kinds, base_dir, tokenizer)
+    scrub_kinds = resolve_scrub(run.scrub_kinds, base_dir, tokenizer)
     if cfg.seq_len is None:
         cfg.seq_len = min(256, base.config.max_position_embeddings)
     if cfg.seq_len > base.config.max_position_embeddings:
@@ -96,9 +108,9 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
     scrub_counts = None
     if scrub_kinds:
         scrub_counts = scrub_records([*records, *(val_records if val_path else [])], scrub_kinds)
-    log = prepare_out_dir(out_dir, overwrite)
-    dev = resolve_device(device)
-    resolved_precision = resolve_precision(precision, dev)
+    log = prepare_out_dir(out_dir, run)
+    dev = resolve_device(run.device)
+    resolved_precision = resolve_precision(run.precision, dev)
 
     torch.manual_seed(cfg.seed)
     model = BertForSequenceClassification(base.config, num_labels=len(labels), pooling=cfg.pooling)
@@ -111,11 +123,11 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
                   f"{len(val_records):,}; {cfg.epochs} epochs of {steps_per_epoch} steps, {resolved_precision} on {dev.type}")
 
     id2label = dict(enumerate(labels))
-    args = {"stage": "finetune", "command": command, "train_data": str(train_path), "base": str(base_dir),
+    args = {"stage": "finetune", "command": run.command, "train_data": str(train_path), "base": str(base_dir),
             "val_data": str(val_path) if val_path else None, "precision": resolved_precision, "train": asdict(cfg),
             "scrub_pii": list(scrub_kinds or [])}  # predict and eval read this and scrub their input the same way
     manifest = dict(kind="classifier", inputs=inputs, parents=[parent_record(base_dir, "base")],
-                    config={**args, "labels": labels}, command=command, started=started, record_host=record_host,
+                    config={**args, "labels": labels}, command=run.command, started=started, record_host=run.record_host,
                     scrub=scrub_record(scrub_kinds, scrub_counts), hashing_s=hashing_s)
     best = {"val_accuracy": -1.0}
 
@@ -132,9 +144,12 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
                             provenance=build_manifest(**manifest))
         return figures
 
-    loop = LoopConfig(max_steps=cfg.epochs * steps_per_epoch, lr=cfg.lr, warmup_ratio=cfg.warmup_ratio,
-                      weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, log_every=cfg.log_every,
-                      precision=resolved_precision, description="finetune", quiet=quiet)
-    batches = classification_batches(sequences, targets, cfg.batch_size, cfg.seed, tokenizer.token_to_id("[PAD]"))
-    summary = train(model, batches, loop, log, dev, on_epoch_end)
+    loop = loop_config(cfg, run, cfg.epochs * steps_per_epoch, resolved_precision, "finetune")
+    loop.save_at_epoch_end = True
+    batches = ClassificationBatches(sequences, targets, cfg.batch_size, cfg.seed, tokenizer.token_to_id("[PAD]"))
+    identity = {"inputs": [r["sha256"] for r in inputs], "base": parent_record(base_dir, "base")["sha256"],
+                "train": asdict(cfg), "precision": resolved_precision, "labels": labels}
+    summary = train(model, batches, loop, log, dev, out_dir=Path(out_dir), run_args=identity, resume=run.resume,
+                    on_epoch_end=on_epoch_end, stage_state=best)
+    shutil.rmtree(checkpoint_root(out_dir), ignore_errors=True)  # the run is complete: its best model is the hand-off
     return {**summary, "best": best}

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
+import signal
+import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -15,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from tinylm.errors import TinyLMError
+from tinylm.state import latest_checkpoint, load_state, save_state
 
 console = Console(stderr=True, soft_wrap=True)  # stdout stays clean for --json output
 
@@ -23,6 +28,7 @@ console = Console(stderr=True, soft_wrap=True)  # stdout stays clean for --json 
 class Batch:
     inputs: dict[str, torch.Tensor]  # keyword arguments of the model's forward, labels included
     n_tokens: int  # real (non-padding) tokens, for tokens/s
+    epoch: int = 1  # the (1-based) pass over the data this batch belongs to
     epoch_end: bool = False
 
 
@@ -37,7 +43,41 @@ class LoopConfig:
     precision: str = "fp32"  # resolved: fp32 or bf16
     description: str = "training"
     quiet: bool = False
+    save_every: int | None = None  # steps between resumable checkpoints
+    save_minutes: float | None = None  # minutes between resumable checkpoints
+    keep_checkpoints: int = 2
+    save_at_epoch_end: bool = False
+    on_nan: str = "stop"  # or "skip": drop the batch and go on
     extra_log: dict = field(default_factory=dict)
+
+
+class Interrupted(TinyLMError):
+    """SIGINT / SIGTERM: the step finished, a checkpoint was saved; exit 128 + signal number (130 / 143)."""
+
+
+class StopSignals:
+    """SIGINT and SIGTERM ask the loop to stop after the current step; a second Ctrl-C stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: int | None = None
+        self.previous = {}
+
+    def _handler(self, signum, frame):
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -75,13 +115,13 @@ def autocast(precision: str, device: torch.device):
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW; biases and LayerNorm weights are not decayed (as in BERT)."""
+    """AdamW; biases and LayerNorm weights are not decayed (as in BERT). The fused kernel where PyTorch has one."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-6, foreach=True)
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-6, fused=True)
 
 
 def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
@@ -96,13 +136,25 @@ def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
 class MetricsLog:
     """metrics.jsonl: one JSON object per line, appended and flushed as it happens."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, resume: bool = False):
         self.path = Path(path)
-        self.path.write_text("")
+        if not resume or not self.path.exists():
+            self.path.write_text("")
 
     def write(self, record: dict):
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+    def truncate_after(self, step: int):
+        """On resume: drop what was logged after the checkpoint, since those steps run again."""
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line + "\n")
+            except ValueError:
+                continue  # a line torn by the kill
+        self.path.write_text("".join(kept), encoding="utf-8")
 
 
 def progress_bar(quiet: bool) -> Progress:
@@ -114,43 +166,116 @@ def progress_bar(quiet: bool) -> Progress:
     )
 
 
-def train(model: torch.nn.Module, batches: Iterator[Batch], cfg: LoopConfig, log: MetricsLog,
-          device: torch.device, on_epoch_end: Callable[[int, int], dict] | None = None) -> dict:
-    """Run cfg.max_steps optimisation steps. on_epoch_end(epoch, step) may return figures to log."""
+def train(model: torch.nn.Module, batch_at: Callable[[int], Batch], cfg: LoopConfig, log: MetricsLog,
+          device: torch.device, out_dir: Path | None = None, run_args: dict | None = None, resume: bool = False,
+          on_epoch_end: Callable[[int, int], dict] | None = None, stage_state: dict | None = None) -> dict:
+    """Run the optimisation steps up to cfg.max_steps; batch_at(i) is the batch of step i + 1 (0-based).
+
+    With out_dir, resumable checkpoints go to out_dir/checkpoints (every cfg.save_every steps / save_minutes,
+    and on SIGINT/SIGTERM); resume=True continues from the newest one. stage_state is the stage's own state
+    (e.g. the best epoch so far), saved and restored with the rest. on_epoch_end(epoch, step) may return figures.
+    """
+    model.to(device).train()
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     scheduler = linear_schedule(optimizer, math.ceil(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
-    model.to(device).train()
-    start, tokens, epoch, window = time.perf_counter(), 0, 0, []
-    last = {}
-    with progress_bar(cfg.quiet) as bar:
-        task = bar.add_task(cfg.description, total=cfg.max_steps, loss="-", rate="-")
-        for step, batch in zip(range(1, cfg.max_steps + 1), batches):
-            inputs = {k: v.to(device, non_blocking=True) for k, v in batch.inputs.items()}
-            with autocast(cfg.precision, device):
-                loss, _ = model(**inputs)
-            if not torch.isfinite(loss):
-                raise TinyLMError(f"loss became {loss.item()} at step {step}; lower --lr (now {cfg.lr:g}) "
-                                  "or check the data; checkpoints saved before this step are kept")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
+    stage_state = {} if stage_state is None else stage_state
+    counters = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "skipped": 0}
+    if resume and (found := latest_checkpoint(out_dir)) is not None:
+        restored = load_state(found, model, optimizer, scheduler)
+        check_same_run(restored["run_args"], run_args or {}, found)
+        counters.update({k: v for k, v in restored["counters"].items() if k != "stage"})
+        stage_state.update(restored["counters"].get("stage", {}))
+        console.print(f"resuming from {found} (step {counters['step']:,} of {cfg.max_steps:,})")
+    log.truncate_after(counters["step"])
 
-            tokens += batch.n_tokens
-            window.append(loss.item())
-            elapsed = time.perf_counter() - start
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
+    def save() -> Path:
+        return save_state(out_dir, model, optimizer, scheduler, {**counters, "stage": stage_state}, run_args or {},
+                          cfg.keep_checkpoints)
+
+    t0 = clock = time.perf_counter()
+    session_tokens, last_save, window, last = 0, time.monotonic(), [], {}
+    with StopSignals() as stop, progress_bar(cfg.quiet) as bar:
+        task = bar.add_task(cfg.description, total=cfg.max_steps, completed=counters["step"], loss="-", rate="-")
+        for step in range(counters["step"] + 1, cfg.max_steps + 1):
+            batch = batch_at(step - 1)
+            loss = training_step(model, optimizer, scheduler, batch, cfg, device, step, out_dir, counters)
+            now = time.perf_counter()
+            session_tokens += batch.n_tokens
+            counters.update(step=step, tokens=counters["tokens"] + batch.n_tokens,
+                            elapsed_s=counters["elapsed_s"] + now - clock)
+            clock = now
+            if loss is not None:
+                window.append(loss)
+            if (step % cfg.log_every == 0 or step == cfg.max_steps) and window:
+                rate = session_tokens / (now - t0)
                 last = {"step": step, "loss": sum(window) / len(window), "lr": scheduler.get_last_lr()[0],
-                        "tokens": tokens, "tokens_per_s": tokens / elapsed, "elapsed_s": elapsed, **cfg.extra_log}
+                        "tokens": counters["tokens"], "tokens_per_s": rate, "elapsed_s": counters["elapsed_s"],
+                        **cfg.extra_log}
                 log.write(last)
-                bar.update(task, loss=f"{last['loss']:.4f}", rate=f"{last['tokens_per_s']:,.0f}")
+                bar.update(task, loss=f"{last['loss']:.4f}", rate=f"{rate:,.0f}")
                 window = []
             bar.update(task, completed=step)
-            if batch.epoch_end:
-                epoch += 1
-                if on_epoch_end is not None:
-                    figures = on_epoch_end(epoch, step)
-                    log.write({"step": step, "epoch": epoch, **figures})
-                    model.train()
-    return {"steps": step, "tokens": tokens, "elapsed_s": time.perf_counter() - start, **last}
+            if batch.epoch_end and on_epoch_end is not None:
+                log.write({"step": step, "epoch": batch.epoch, **on_epoch_end(batch.epoch, step)})
+                model.train()
+            due = (cfg.save_every and step % cfg.save_every == 0) or (cfg.save_at_epoch_end and batch.epoch_end) or \
+                (cfg.save_minutes and time.monotonic() - last_save >= 60 * cfg.save_minutes)
+            if out_dir is not None and step < cfg.max_steps and (due or stop.received):
+                saved, last_save = save(), time.monotonic()
+            if stop.received and step < cfg.max_steps:
+                where = f"checkpoint saved in {saved}; resume with: {resume_command()}" if out_dir else "nothing saved"
+                raise Interrupted(f"stopped by {signal.Signals(stop.received).name} after step {step:,}; {where}",
+                                  exit_code=128 + stop.received)
+    return {"steps": counters["step"], "tokens": counters["tokens"], "elapsed_s": counters["elapsed_s"],
+            "skipped_steps": counters["skipped"], **last}
+
+
+def training_step(model, optimizer, scheduler, batch: Batch, cfg: LoopConfig, device, step: int,
+                  out_dir: Path | None, counters: dict) -> float | None:
+    """One optimisation step; returns the loss, or None when a non-finite loss/gradient made it skip the batch."""
+    inputs = {k: v.to(device, non_blocking=True) for k, v in batch.inputs.items()}
+    with autocast(cfg.precision, device):
+        loss, _ = model(**inputs)
+    value = loss.item()
+    optimizer.zero_grad(set_to_none=True)
+    if math.isfinite(value):
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if torch.isfinite(norm):
+            optimizer.step()
+            scheduler.step()
+            return value
+        what = f"the gradient norm became {norm.item()}"
+    else:
+        what = f"the loss became {value}"
+    if cfg.on_nan != "skip":
+        previous = latest_checkpoint(out_dir) if out_dir is not None else None
+        kept = f"the last good checkpoint is {previous} (resume with --resume)" if previous else \
+            "no checkpoint was saved before it"
+        raise TinyLMError(f"{what} at step {step}; lower --lr (now {cfg.lr:g}) or check the data, or pass "
+                          f"--on-nan skip to drop such batches; {kept}")
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()  # the schedule stays aligned with the step count
+    counters["skipped"] += 1
+    console.print(f"[yellow]warning:[/] {what} at step {step}; batch skipped ({counters['skipped']} so far)")
+    if counters["skipped"] > max(10, cfg.max_steps // 10):
+        raise TinyLMError(f"{counters['skipped']} batches skipped for non-finite values by step {step}; "
+                          f"lower --lr (now {cfg.lr:g})")
+    return None
+
+
+def check_same_run(saved: dict, current: dict, folder: Path):
+    """A resume must continue the same run: the same data, configuration and seed."""
+    changed = [key for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
+    if changed:
+        detail = "; ".join(f"{k}: {saved.get(k)!r} then, {current.get(k)!r} now" for k in changed[:3])
+        raise TinyLMError(f"--resume needs the arguments of the run that wrote {folder}, but they differ ({detail})")
+
+
+def resume_command() -> str:
+    words = sys.argv[:]
+    if words and words[0].endswith(("tinylm", "__main__.py")):
+        words[0] = "tinylm"
+    if "--resume" not in words:
+        words.append("--resume")
+    return " ".join(shlex.quote(w) for w in words)

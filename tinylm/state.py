@@ -1,0 +1,132 @@
+"""Resumable training state: weights, AdamW's moments, the LR schedule, every RNG, and the loop's counters.
+
+One checkpoint is a folder OUT/checkpoints/step-00000120/ holding model.safetensors, optimizer.safetensors,
+rng.safetensors and trainer_state.json: safetensors and JSON, never a pickle. It is built in a temporary folder,
+fsynced and renamed into place, so a kill at any moment leaves the previous checkpoints whole. The data position
+is not stored as a reader state: batches are a pure function of the step (see pretrain/finetune), so a resume
+jumps straight to its step without replaying the data already seen.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from tinylm.checkpoint import CHECKPOINTS, TIED_KEYS, WEIGHTS_FILE, commit_dir, load_weights, read_json_object
+from tinylm.errors import TinyLMError
+
+OPTIMIZER_FILE, RNG_FILE, STATE_FILE = "optimizer.safetensors", "rng.safetensors", "trainer_state.json"
+
+
+def checkpoint_root(out_dir: Path) -> Path:
+    return Path(out_dir) / CHECKPOINTS
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    """The newest complete checkpoint (a renamed-into-place folder; temporary ones start with a dot)."""
+    root = checkpoint_root(out_dir)
+    found = sorted(root.glob("step-*")) if root.is_dir() else []
+    found = [p for p in found if (p / STATE_FILE).is_file()]
+    return found[-1] if found else None
+
+
+def save_state(out_dir: Path, model, optimizer, scheduler, counters: dict, run_args: dict, keep: int) -> Path:
+    """Write checkpoints/step-N atomically and keep only the newest `keep` checkpoints."""
+    root = checkpoint_root(out_dir)
+    folder = root / f"step-{counters['step']:08d}"
+    tmp = root / f".{folder.name}.tmp"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k not in TIED_KEYS}
+        save_file(weights, str(tmp / WEIGHTS_FILE))
+        tensors, groups = _optimizer_tensors(optimizer)
+        save_file(tensors, str(tmp / OPTIMIZER_FILE))
+        save_file(_rng_tensors(), str(tmp / RNG_FILE))
+        state = {"counters": counters, "run_args": run_args, "param_groups": groups,
+                 "scheduler": scheduler.state_dict(), "rng": _rng_json()}
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
+        commit_dir(tmp, folder)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = latest_checkpoint(out_dir)
+        kept = f"; the last complete checkpoint {previous} is intact" if previous else ""
+        raise TinyLMError(f"cannot write checkpoint {folder}: {e.strerror or e}{kept}") from None
+    older = sorted(p for p in root.glob("step-*") if p != folder)
+    for old in older[:max(len(older) - (keep - 1), 0)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def load_state(folder: Path, model, optimizer, scheduler) -> dict:
+    """Restore everything in place; returns {"counters", "run_args"}."""
+    state = read_json_object(folder / STATE_FILE)
+    for key in ("counters", "run_args", "param_groups", "scheduler", "rng"):
+        if key not in state:
+            raise TinyLMError(f"{folder / STATE_FILE} lacks {key!r}; the checkpoint is damaged")
+    load_weights(model, folder / WEIGHTS_FILE)
+    tensors = _read_tensors(folder / OPTIMIZER_FILE)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    per_param: dict[int, dict] = {}
+    for name, tensor in tensors.items():
+        index, key = name.split(".", 1)
+        per_param.setdefault(int(index), {})[key] = tensor
+    for index, values in per_param.items():
+        if index >= len(params) or any(t.shape != params[index].shape for k, t in values.items() if k != "step"):
+            raise TinyLMError(f"{folder / OPTIMIZER_FILE} does not match the model; was it written by another run?")
+    optimizer.load_state_dict({"state": per_param, "param_groups": state["param_groups"]})
+    scheduler.load_state_dict(state["scheduler"])
+    _restore_rng(_read_tensors(folder / RNG_FILE), state["rng"])
+    return {"counters": state["counters"], "run_args": state["run_args"]}
+
+
+def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    saved = optimizer.state_dict()
+    tensors = {f"{index}.{key}": value.detach().contiguous().cpu()
+               for index, values in saved["state"].items() for key, value in values.items()
+               if isinstance(value, torch.Tensor)}
+    return tensors, saved["param_groups"]
+
+
+def _rng_tensors() -> dict[str, torch.Tensor]:
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = s
+    return tensors
+
+
+def _rng_json() -> dict:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {"numpy": [kind, keys.tolist(), pos, has_gauss, cached], "python": [version, list(internal), gauss]}
+
+
+def _restore_rng(tensors: dict, saved: dict):
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("cuda."))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    kind, keys, pos, has_gauss, cached = saved["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = saved["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise TinyLMError(f"{path} is missing; the checkpoint is incomplete")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise TinyLMError(f"{path} is corrupt or not a safetensors file ({str(e)[:120]})") from None
+
