@@ -108,6 +108,12 @@ CASES = {
                                         "--precision", "fp8"], "--precision must be"),
     "vocab too small": (lambda t, k: ["tokenize", k / "train.csv", "--out", t / "tok", "--vocab-size", "3"],
                         "--vocab-size must be at least"),
+    "zero save-every": (lambda t, k: ["pretrain", k / "train.csv", "--tokenizer", k / "tokenizer", "--out", t / "o",
+                                      "--preset", "tiny", "--save-every", "0"], "--save-every must be positive"),
+    "no checkpoints kept": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
+                                          "--keep-checkpoints", "0"], "--keep-checkpoints must be at least 1"),
+    "unknown nan policy": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
+                                         "--on-nan", "ignore"], "--on-nan must be stop or skip"),
     "labelled txt": (lambda t, k: (t / "p.txt").write_text("a\n") and
                      ["finetune", t / "p.txt", "--base", k / "base", "--out", t / "o"], "labelled data must be"),
 }

@@ -52,9 +52,15 @@ class TokenShards:
 
 
 def open_shards(folder: Path) -> TokenShards:
-    meta = json.loads((folder / META_FILE).read_text())
-    tokens = np.memmap(folder / TOKENS_FILE, dtype=meta["dtype"], mode="r", shape=(meta["n_tokens"],))
-    return TokenShards(tokens, meta, folder)
+    """Open a cache entry; ValueError if it is damaged (its size must match what meta.json says)."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+        dtype, n_tokens = np.dtype(meta["dtype"]), int(meta["n_tokens"])
+        if (folder / TOKENS_FILE).stat().st_size != n_tokens * dtype.itemsize or n_tokens <= 0:
+            raise ValueError("size mismatch")
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"damaged token cache {folder}: {e}") from None
+    return TokenShards(np.memmap(folder / TOKENS_FILE, dtype=dtype, mode="r", shape=(n_tokens,)), meta, folder)
 
 
 def encode_corpus(paths: list[Path], tokenizer: Tokenizer, key: str, cache_dir: Path | None = None,
@@ -63,11 +69,16 @@ def encode_corpus(paths: list[Path], tokenizer: Tokenizer, key: str, cache_dir: 
     """The corpus as token shards: from the cache when this key was encoded before, else encoded now (streamed)."""
     cache_dir = Path(cache_dir or default_cache_dir())
     folder = cache_dir / key
-    if (folder / META_FILE).is_file():
-        shards = open_shards(folder)
-        if console is not None:
-            console.print(f"tokens from cache {folder} ({shards.meta['n_tokens']:,} tokens)")
-        return shards
+    if folder.is_dir():
+        try:
+            shards = open_shards(folder)
+            if console is not None:
+                console.print(f"tokens from cache {folder} ({shards.meta['n_tokens']:,} tokens)")
+            return shards
+        except ValueError as e:
+            if console is not None:
+                console.print(f"note: {e}; encoding the corpus again")
+            shutil.rmtree(folder, ignore_errors=True)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cache_dir / f".{key}.{os.getpid()}.tmp"
