@@ -9,7 +9,7 @@ DEMO   ?= runs/demo
 DEMO_PRESET ?= tiny
 DEMO_EPOCHS ?= 10
 
-.PHONY: install demo test test-slow parity data clean
+.PHONY: install demo test test-slow parity bench bench-throughput bench-memory data clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,19 @@ test-slow: install
 # tinylm's logits against transformers' on the same weights (fp32).
 parity: install
 	$(BIN)/python benchmarks/parity.py
+
+# Pretraining speed and memory against transformers, printed side by side (see README "Performance").
+$(BIN)/.bench: $(BIN)/.installed
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	touch $@
+
+bench: bench-throughput bench-memory
+
+bench-throughput: $(BIN)/.bench
+	$(BIN)/python benchmarks/throughput.py
+
+bench-memory: $(BIN)/.bench
+	$(BIN)/python benchmarks/memory.py
 
 data:
 	$(PYTHON) data/generate.py

@@ -65,6 +65,7 @@ def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: d
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
 
+    model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: save the module's own names
     kind = model_kind(model)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k not in TIED_KEYS}
     save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "tinylm_kind": kind})

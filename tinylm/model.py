@@ -23,8 +23,32 @@ def scaled_dot_product_attention(q, k, v, additive_mask=None, dropout_p: float =
     if additive_mask is not None:
         scores = scores + additive_mask
     probs = F.softmax(scores, dim=-1)
-    probs = F.dropout(probs, p=dropout_p, training=training)
+    probs = dropout(probs, dropout_p, training)
     return probs @ v  # (B, nh, T, hs)
+
+
+def dropout(x, p: float, training: bool):
+    """Inverted dropout (Srivastava et al., 2014): zero each element with probability p, scale the rest by 1/(1-p).
+
+    On the CPU the keep-mask comes from 31-bit random integers, two per 64-bit draw: PyTorch's bernoulli_ draws
+    one random number per element there, and made dropout 13% of a training step of the small preset. The
+    resolution of p is 2^-31 (PyTorch's float draw has 2^-24). Elsewhere PyTorch's fused kernel is used.
+    """
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, training=True)
+    n = x.numel()
+    bits = torch.empty((n + 1) // 2, dtype=torch.int64).random_().view(torch.int32)[:n].view(x.shape)
+    keep = (bits & 0x7FFFFFFF) >= round(p * 2**31)  # random_ leaves each int64's top bit 0: use 31 bits a half
+    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout with the cheaper CPU mask above (same module, so state dicts and names are unchanged)."""
+
+    def forward(self, x):
+        return dropout(x, self.p, self.training)
 
 
 class BertEmbeddings(nn.Module):
@@ -36,7 +60,7 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids, token_type_ids=None):
         T = input_ids.size(1)
@@ -67,7 +91,10 @@ class BertSelfAttention(nn.Module):
     def forward(self, hidden_states, attention_mask=None):
         """attention_mask: additive (B, 1, 1, T) float mask, 0 to keep and dtype-min to drop, or None."""
         q, k, v = (self.split_heads(proj(hidden_states)) for proj in (self.query, self.key, self.value))
-        if self.use_sdpa:
+        # With attention dropout on the CPU, PyTorch's SDPA falls back to its own written-out path with the slow
+        # mask; ours is the same computation with the cheaper one.
+        cpu_dropout = self.training and self.dropout_p > 0 and q.device.type == "cpu"
+        if self.use_sdpa and not cpu_dropout:
             context = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=attention_mask, dropout_p=self.dropout_p if self.training else 0.0
             )
@@ -82,7 +109,7 @@ class BertSelfOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states, residual):
         return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)  # post-norm, as in BERT
@@ -112,7 +139,7 @@ class BertOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states, residual):
         return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
@@ -297,7 +324,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.num_labels = num_labels
         self.pooling = pooling
         self.bert = BertModel(config, add_pooling_layer=pooling == "cls")
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, num_labels)
         self.init_weights()
 

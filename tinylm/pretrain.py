@@ -99,7 +99,8 @@ def loop_config(cfg, run: RunOptions, max_steps: int, precision: str, descriptio
     return LoopConfig(max_steps=max_steps, lr=cfg.lr, warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
                       grad_clip=cfg.grad_clip, log_every=cfg.log_every, precision=precision,
                       description=description, quiet=run.quiet, save_every=run.save_every,
-                      save_minutes=run.save_minutes, keep_checkpoints=run.keep_checkpoints, on_nan=run.on_nan)
+                      save_minutes=run.save_minutes, keep_checkpoints=run.keep_checkpoints, on_nan=run.on_nan,
+                      compile=run.compile)
 
 
 def pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config: BertConfig, cfg: PretrainConfig,

@@ -8,6 +8,7 @@ memory map: the memory a run needs does not grow with the corpus.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ from tinylm.pii import scrub_all
 
 FORMAT_VERSION = 1
 TOKENS_FILE, META_FILE = "tokens.bin", "meta.json"
-CHUNK_CHARS = 4 << 20  # documents are encoded in batches of about this much text, in parallel by tokenizers
+CHUNK_CHARS = 1 << 20  # documents are encoded in batches of about this much text, in parallel by tokenizers
 
 
 def default_cache_dir() -> Path:
@@ -123,6 +124,7 @@ def _encode_into(out: Path, paths, tokenizer: Tokenizer, text_column: str, encod
             for kind, n in found.items():
                 counts[kind] += n
         stream = token_stream(tokenizer, batch, dtype)
+        release_memory()
         f.write(stream.tobytes())
         n_tokens += stream.size
         n_docs += int(np.count_nonzero(stream == sep_id))
@@ -150,6 +152,15 @@ def _encode_into(out: Path, paths, tokenizer: Tokenizer, text_column: str, encod
     return {"version": FORMAT_VERSION, "dtype": np.dtype(dtype).name, "n_tokens": n_tokens, "n_documents": n_docs,
             "bytes": total_bytes, "encode_s": round(seconds, 3), "mb_per_s": round(total_bytes / 1e6 / seconds, 2),
             "scrub_counts": counts if scrub_kinds else None}
+
+
+def release_memory():
+    """Hand freed heap memory back to the OS. glibc keeps it otherwise, and the fragments left by encoding
+    hundreds of chunks made training on a 500 MB corpus a 220 MB bigger process than on a 50 MB one."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _size(path: Path) -> int:

@@ -82,10 +82,29 @@ def load_state(folder: Path, model, optimizer, scheduler) -> dict:
     for index, values in per_param.items():
         if index >= len(params) or any(t.shape != params[index].shape for k, t in values.items() if k != "step"):
             raise TinyLMError(f"{folder / OPTIMIZER_FILE} does not match the model; was it written by another run?")
+    # JSON from a user's disk is checked against what this run would write before anything is restored.
+    where = folder / STATE_FILE
+    template = _optimizer_tensors(optimizer)[1]
+    if not isinstance(state["param_groups"], list) or len(state["param_groups"]) != len(template):
+        raise TinyLMError(f"{where}: param_groups do not match this optimizer; was it written by another run?")
+    for saved, expected in zip(state["param_groups"], template):
+        _check_like(saved, expected, f"{where}: param_groups")
+    _check_like(state["scheduler"], scheduler.state_dict(), f"{where}: scheduler")
     optimizer.load_state_dict({"state": per_param, "param_groups": state["param_groups"]})
     scheduler.load_state_dict(state["scheduler"])
     _restore_rng(_read_tensors(folder / RNG_FILE), state["rng"])
     return {"counters": state["counters"], "run_args": state["run_args"]}
+
+
+def _check_like(saved, expected, where: str):
+    """Same keys, and values of the same JSON kind, as the dict this run would write."""
+    if not isinstance(saved, dict) or set(saved) != set(expected):
+        raise TinyLMError(f"{where} has other fields than expected; the checkpoint is damaged or foreign")
+    for key, value in expected.items():
+        kind = (int, float) if isinstance(value, (int, float)) and not isinstance(value, bool) else \
+            (list, tuple) if isinstance(value, (list, tuple)) else type(value)
+        if value is not None and saved[key] is not None and not isinstance(saved[key], kind):
+            raise TinyLMError(f"{where}.{key} has the wrong type ({type(saved[key]).__name__})")
 
 
 def _optimizer_tensors(optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:

@@ -48,6 +48,7 @@ class LoopConfig:
     keep_checkpoints: int = 2
     save_at_epoch_end: bool = False
     on_nan: str = "stop"  # or "skip": drop the batch and go on
+    compile: bool = False  # run the forward and backward through torch.compile
     extra_log: dict = field(default_factory=dict)
 
 
@@ -181,6 +182,7 @@ def train(model: torch.nn.Module, batch_at: Callable[[int], Batch], cfg: LoopCon
     (e.g. the best epoch so far), saved and restored with the rest. on_epoch_end(epoch, step) may return figures.
     """
     model.to(device).train()
+    runner = torch.compile(model) if cfg.compile else model  # saved and restored as `model`: plain names
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     scheduler = linear_schedule(optimizer, math.ceil(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
     stage_state = {} if stage_state is None else stage_state
@@ -203,7 +205,7 @@ def train(model: torch.nn.Module, batch_at: Callable[[int], Batch], cfg: LoopCon
         task = bar.add_task(cfg.description, total=cfg.max_steps, completed=counters["step"], loss="-", rate="-")
         for step in range(counters["step"] + 1, cfg.max_steps + 1):
             batch = batch_at(step - 1)
-            loss = training_step(model, optimizer, scheduler, batch, cfg, device, step, out_dir, counters)
+            loss = training_step(runner, optimizer, scheduler, batch, cfg, device, step, out_dir, counters)
             now = time.perf_counter()
             session_tokens += batch.n_tokens
             counters.update(step=step, tokens=counters["tokens"] + batch.n_tokens,

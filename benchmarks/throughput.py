@@ -1,0 +1,204 @@
+"""Pretraining throughput and model FLOPs utilisation: tinylm against transformers' BertForMaskedLM, one run.
+
+    python benchmarks/throughput.py                 # small (256/4/4/1024) and base (768/12/12/3072) sizes
+    python benchmarks/throughput.py --sizes small --steps 20
+
+Both sides train the same model config on the same batches (vocab 8192, sequence 128, batch 32, dropout 0.1,
+15% masking, AdamW, gradient clipping). tinylm runs its own training step (tinylm.train.training_step, batches
+from tinylm.pretrain.MLMBatches); transformers runs BertForMaskedLM with attn_implementation="sdpa" and
+torch.optim.AdamW, in a hand-written loop. Both use bf16 autocast only where the processor runs bf16 natively.
+
+MFU = useful training FLOPs per second / the matmul peak this script measures in the same precision, where
+useful FLOPs per token = 3 x forward, and forward = layers x (8 H^2 + 4 H F + 4 T H) + m x (2 H^2 + 2 H V):
+the projections (Q, K, V, output), the feed-forward, the attention scores and weighted sum, and the MLM head
+(transform + decoder) at the masked share m of the positions only. Embedding lookups, norms, softmax and the
+optimizer are not counted. The same useful FLOPs are credited to transformers (which also computes the
+decoder at the 85% of positions that are not predicted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from tinylm.config import BertConfig
+from tinylm.data import PackedRows
+from tinylm.model import BertForMaskedLM
+from tinylm.pretrain import MLMBatches
+from tinylm.train import (LoopConfig, autocast, cpu_has_native_bf16, linear_schedule, make_optimizer,
+                          resolve_device, training_step)
+
+SIZES = {
+    "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+}
+VOCAB, SEQ, BATCH = 8192, 128, 32
+IDS = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device) -> float:
+    """The best FLOP/s of large square matmuls in `dtype`: the ceiling MFU is measured against."""
+    best = 0.0
+    for n in (1024, 2048, 3072):
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        a @ b
+        reps = max(2, int(2e10 / (2 * n ** 3)))
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        sync(device)
+        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - start))
+    return best
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def useful_flops_per_token(config: BertConfig, masked_share: float) -> float:
+    H, F, L, V, T = (config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.vocab_size, SEQ)
+    forward = L * (8 * H * H + 4 * H * F + 4 * T * H) + masked_share * (2 * H * H + 2 * H * V)
+    return 3 * forward
+
+
+def batches(seed: int = 0) -> MLMBatches:
+    stream = np.random.default_rng(seed).integers(5, VOCAB, size=BATCH * (SEQ - 1) * 64)
+    stream[::97] = IDS["[SEP]"]  # document boundaries, as in a packed corpus
+    return MLMBatches(PackedRows(stream, SEQ, IDS["[CLS]"], IDS["[PAD]"]), BATCH, seed, IDS, VOCAB, 0.15)
+
+
+class TinylmSide:
+    """tinylm's own training step on its own batches (gather + masking included, as in `tinylm pretrain`)."""
+
+    def __init__(self, config: BertConfig, precision: str, device, total_steps: int, compile_model: bool = False):
+        torch.manual_seed(0)
+        self.model = BertForMaskedLM(config).to(device).train()
+        self.runner = torch.compile(self.model) if compile_model else self.model
+        self.optimizer = make_optimizer(self.model, 1e-4, 0.01)
+        self.scheduler = linear_schedule(self.optimizer, 1, total_steps)
+        self.loop = LoopConfig(max_steps=total_steps, lr=1e-4, precision=precision, quiet=True)
+        self.batch_at, self.counters, self.device, self.masked = batches(), {"skipped": 0}, device, []
+
+    def step(self, i: int):
+        batch = self.batch_at(i)
+        self.masked.append(int((batch.inputs["labels"] != -100).sum()))
+        training_step(self.runner, self.optimizer, self.scheduler, batch, self.loop, self.device, i + 1, None,
+                      self.counters)
+
+
+class TransformersSide:
+    """BertForMaskedLM with SDPA attention and torch.optim.AdamW, in the usual hand-written loop."""
+
+    def __init__(self, config: BertConfig, precision: str, device, total_steps: int):
+        import transformers
+
+        torch.manual_seed(0)
+        hf_config = transformers.BertConfig(**asdict(config), attn_implementation="sdpa")
+        self.model = transformers.BertForMaskedLM(hf_config).to(device).train()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4, weight_decay=0.01)
+        self.batch_at, self.precision, self.device = batches(), precision, device
+
+    def step(self, i: int):
+        inputs = {k: v.to(self.device) for k, v in self.batch_at(i).inputs.items()}
+        with autocast(self.precision, self.device):
+            loss = self.model(**inputs).loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+
+
+def measure(sides: dict, warmup: int, steps: int, rounds: int, device) -> dict[str, float]:
+    """Warm every side up, then time `rounds` rounds of `steps` steps, the sides taking turns within each round
+    (so drift on a shared machine hits both); the best round of each side counts."""
+    for side in sides.values():
+        for i in range(warmup):
+            side.step(i)
+    best = dict.fromkeys(sides, 0.0)
+    for r in range(rounds):
+        for name, side in sides.items():
+            sync(device)
+            start = time.perf_counter()
+            for i in range(steps):
+                side.step(warmup + r * steps + i)
+            sync(device)
+            best[name] = max(best[name], BATCH * SEQ * steps / (time.perf_counter() - start))
+    return best
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="small,base")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per round at the small size")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds at the small size (best counts)")
+    parser.add_argument("--base-steps", type=int, default=2, help="timed steps at the base size")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--compile", action="store_true", help="also time tinylm with torch.compile")
+    parser.add_argument("--skip-hf", action="store_true")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
+    precision = args.precision if args.precision != "auto" else ("bf16" if native else "fp32")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    what = torch.cuda.get_device_name() if device.type == "cuda" else \
+        f"{cpu_name()}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
+    print(f"device: {what}; torch {torch.__version__}; precision {precision} (native bf16: {native})")
+    peak = matmul_peak(dtype, device)
+    print(f"measured {precision} matmul peak: {peak / 1e9:,.1f} GFLOP/s")
+    print("useful FLOPs/token = 3 x [layers x (8H^2 + 4HF + 4TH) + masked share x (2H^2 + 2HV)]\n")
+
+    header = f"{'config':38} {'tinylm tok/s':>12} {'HF tok/s':>9} {'ratio':>6} {'MFU tinylm':>10} {'MFU HF':>7}"
+    print(header)
+    print("-" * len(header))
+    for size in args.sizes.split(","):
+        config = BertConfig(vocab_size=VOCAB, max_position_embeddings=512, **SIZES[size])
+        steps, rounds = (args.steps, args.rounds) if size == "small" else (args.base_steps, 1)
+        warmup = args.warmup if size == "small" else 1
+        total = warmup + steps * rounds
+        sides = {"tinylm": TinylmSide(config, precision, device, total)}
+        if args.compile:
+            sides["compiled"] = TinylmSide(config, precision, device, total, compile_model=True)
+        if not args.skip_hf:
+            sides["hf"] = TransformersSide(config, precision, device, total)
+        rates = measure(sides, warmup, steps, rounds, device)
+        masked_share = np.mean(sides["tinylm"].masked) / (BATCH * SEQ)
+        flops = useful_flops_per_token(config, masked_share)
+        name = f"{size} {config.hidden_size}/{config.num_hidden_layers}L/{config.intermediate_size} T{SEQ} B{BATCH} {precision}"
+        ours, theirs = rates["tinylm"], rates.get("hf")
+        if theirs:
+            print(f"{name:38} {ours:12,.0f} {theirs:9,.0f} {ours / theirs:6.2f} {ours * flops / peak:10.1%} "
+                  f"{theirs * flops / peak:7.1%}", flush=True)
+        else:
+            print(f"{name:38} {ours:12,.0f} {'-':>9} {'-':>6} {ours * flops / peak:10.1%} {'-':>7}", flush=True)
+        if "compiled" in rates:
+            print(f"{name + ' --compile':38} {rates['compiled']:12,.0f} {'':>9} {'':>6} "
+                  f"{rates['compiled'] * flops / peak:10.1%}", flush=True)
+        del sides
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak RSS of this process (all sides): {rss:,.0f} MiB; masked share of positions {masked_share:.3f}")
+
+
+if __name__ == "__main__":
+    main()
