@@ -9,7 +9,7 @@ DEMO   ?= runs/demo
 DEMO_PRESET ?= tiny
 DEMO_EPOCHS ?= 10
 
-.PHONY: install demo test test-slow parity data clean
+.PHONY: install demo test test-slow parity bench-predict data clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test-slow: install
 # tinylm's logits against transformers' on the same weights (fp32).
 parity: install
 	$(BIN)/python benchmarks/parity.py
+
+# Documents/s of `tinylm predict`'s path against transformers' on the same weights and texts.
+bench-predict: install
+	$(BIN)/python benchmarks/predict_speed.py
 
 data:
 	$(PYTHON) data/generate.py
