@@ -187,7 +187,7 @@ def evaluate(
                                                      "(`tinylm report` draws eval*.json files of a run folder).")] = None,
     errors_file: Annotated[Optional[Path], typer.Option("--errors", help="Classifier: write the misclassified documents "
                                                         "(.jsonl or .csv) with both labels and the probabilities.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Base checkpoint: seed of the fixed masking [default: 0].")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Base checkpoint: seed of the fixed masking (default 0).")] = None,
     batch_size: Annotated[int, typer.Option(help="Documents (classifier) or packed rows (base) per forward pass.")] = 64,
     encoding: Encoding = "utf-8",
 ):
@@ -289,7 +289,7 @@ def report(
     """Draw a run's curves as PNG files: loss.png (training loss and learning rate by step), validation.png
     (validation accuracy and macro-F1 by epoch, when logged) and confusion.png per classifier evaluation report.
 
-    Needs matplotlib: pip install 'tinylm[plot]'.
+    Needs matplotlib, the optional extra "plot" of tinylm (or: pip install matplotlib).
     """
     from tinylm.report import draw_report
 
