@@ -9,7 +9,7 @@ DEMO   ?= runs/demo
 DEMO_PRESET ?= tiny
 DEMO_EPOCHS ?= 10
 
-.PHONY: install demo test test-slow parity bench bench-throughput bench-memory data clean
+.PHONY: install demo test test-slow parity bench bench-throughput bench-memory bench-predict data clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,13 +47,17 @@ $(BIN)/.bench: $(BIN)/.installed
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	touch $@
 
-bench: bench-throughput bench-memory
+bench: bench-throughput bench-memory bench-predict
 
 bench-throughput: $(BIN)/.bench
 	$(BIN)/python benchmarks/throughput.py
 
 bench-memory: $(BIN)/.bench
 	$(BIN)/python benchmarks/memory.py
+
+# Documents/s of `tinylm predict`'s path against transformers' on the same weights and texts.
+bench-predict: $(BIN)/.bench
+	$(BIN)/python benchmarks/predict_speed.py
 
 data:
 	$(PYTHON) data/generate.py

@@ -19,7 +19,6 @@ decoder at the 85% of positions that are not predicted).
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import time
 from dataclasses import asdict
@@ -31,7 +30,7 @@ from tinylm.config import BertConfig
 from tinylm.data import PackedRows
 from tinylm.model import BertForMaskedLM
 from tinylm.pretrain import MLMBatches
-from tinylm.train import (LoopConfig, autocast, cpu_has_native_bf16, linear_schedule, make_optimizer,
+from tinylm.train import (LoopConfig, autocast, cpu_has_native_bf16, cpu_name, linear_schedule, make_optimizer,
                           resolve_device, training_step)
 
 SIZES = {
@@ -133,16 +132,6 @@ def measure(sides: dict, warmup: int, steps: int, rounds: int, device) -> dict[s
             sync(device)
             best[name] = max(best[name], BATCH * SEQ * steps / (time.perf_counter() - start))
     return best
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main():

@@ -59,7 +59,7 @@ CASES = {
                          "'hardware'"),
     "classifier as base": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "classifier", "--out", t / "o"],
                            "is a classifier checkpoint, but this command needs a base"),
-    "base as classifier": (lambda t, k: ["eval", k / "base", k / "train.csv"], "needs a classifier checkpoint"),
+    "base as classifier": (lambda t, k: ["predict", k / "base", k / "train.csv"], "needs a classifier checkpoint"),
     "not a checkpoint": (lambda t, k: ["eval", k / "tokenizer", k / "train.csv"], "has no config.json"),
     "missing checkpoint": (lambda t, k: ["predict", t / "nowhere", k / "train.csv"], "does not exist"),
     "missing weights": (lambda t, k: (copy_ckpt(k, "classifier", t) / "model.safetensors").unlink() or
@@ -116,6 +116,29 @@ CASES = {
                                          "--on-nan", "ignore"], "--on-nan must be stop or skip"),
     "labelled txt": (lambda t, k: (t / "p.txt").write_text("a\n") and
                      ["finetune", t / "p.txt", "--base", k / "base", "--out", t / "o"], "labelled data must be"),
+    "errors bad extension": (lambda t, k: ["eval", k / "classifier", k / "train.csv", "--errors", t / "e.xlsx"],
+                             "e.xlsx: use a .jsonl or .csv"),
+    "errors on a base": (lambda t, k: ["eval", k / "base", k / "train.csv", "--errors", t / "e.csv"],
+                         "is a base (MLM) checkpoint"),
+    "eval out not json": (lambda t, k: ["eval", k / "classifier", k / "train.csv", "--out", t / "r.txt"], "use a .json"),
+    "seed on a classifier": (lambda t, k: ["eval", k / "classifier", k / "train.csv", "--seed", "1"],
+                             "--seed is for base (MLM) checkpoints"),
+    "nothing masked": (lambda t, k: (t / "one.txt").write_text("hotel\n") and ["eval", k / "base", t / "one.txt"],
+                       "no token was masked"),
+    "report missing folder": (lambda t, k: ["report", t / "nowhere"], "does not exist"),
+    "report no metrics": (lambda t, k: ["report", k / "tokenizer"], "has no metrics.jsonl"),
+    "report empty metrics": (lambda t, k: (t / "metrics.jsonl").write_text("\n") and ["report", t], "metrics.jsonl is empty"),
+    "report malformed metrics": (lambda t, k: (t / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo\n')
+                                 and ["report", t], "metrics.jsonl:2: not valid JSON"),
+    "report loss not a number": (lambda t, k: (t / "metrics.jsonl").write_text('{"step": 1, "loss": "high"}\n') and
+                                 ["report", t], "metrics.jsonl:1: 'loss' must be a number"),
+    "report nothing to draw": (lambda t, k: (t / "metrics.jsonl").write_text('{"tokens": 5}\n') and ["report", t],
+                               "has no training records"),
+    "report eval of a base": (lambda t, k: (t / "m.json").write_text('{"kind": "mlm", "perplexity": 9.0}') and
+                              ["report", k / "classifier", "--eval", t / "m.json"], "is not a classifier evaluation report"),
+    "report bad confusion": (lambda t, k: (t / "eval.json").write_text('{"labels": ["a", "b"], "confusion": [[1, 2]]}')
+                             and shutil.copy(k / "classifier" / "metrics.jsonl", t) and ["report", t],
+                             "'confusion' must be a 2 x 2 matrix"),
 }
 
 

@@ -6,7 +6,6 @@ Every failure the user can cause is a TinyLMError, printed as one line `error: .
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
 import os
@@ -207,22 +206,64 @@ def finetune(
 
 @app.command("eval")
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="Classifier checkpoint folder.")],
-    data: Annotated[Path, typer.Argument(help="Labelled .csv, .tsv or .jsonl file.")],
+    checkpoint: Annotated[Path, typer.Argument(help="Classifier or base (MLM) checkpoint folder.")],
+    data: Annotated[Path, typer.Argument(help="A classifier: a labelled .csv, .tsv or .jsonl file. A base checkpoint: "
+                                         "held-out text in any DATA format (see `tinylm tokenize --help`).")],
     text_column: TextColumn = "text",
     label_column: LabelColumn = "label",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
-    batch_size: Annotated[int, typer.Option(help="Documents per forward pass.")] = 64,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Also write the report to this .json file "
+                                                     "(`tinylm report` draws eval*.json files of a run folder).")] = None,
+    errors_file: Annotated[Optional[Path], typer.Option("--errors", help="Classifier: write the misclassified documents "
+                                                        "(.jsonl or .csv) with both labels and the probabilities.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Base checkpoint: seed of the fixed masking (default 0).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Documents (classifier) or packed rows (base) per forward pass.")] = 64,
     encoding: Encoding = "utf-8",
 ):
-    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix of a classifier."""
-    from tinylm.evaluate import evaluate as run
+    """Evaluate a checkpoint on held-out data.
 
-    report = run(checkpoint, data, text_column, label_column, batch_size, encoding)
+    A classifier: accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix.
+    A base checkpoint: masked-token accuracy, cross-entropy and perplexity, with the text packed and masked as in
+    pretraining, but with a fixed seed so that runs and checkpoints can be compared.
+    """
+    from tinylm.checkpoint import read_config
+    from tinylm.evaluate import ERROR_COLUMNS, check_suffix, evaluate_mlm, evaluate_predictions, write_report, write_rows
+
+    check_suffix(out_file, (".json",), "--out")
+    check_suffix(errors_file, (".jsonl", ".csv"), "--errors")
+    if read_config(checkpoint)[1]["kind"] == "mlm":
+        if errors_file is not None:
+            raise TinyLMError(f"--errors lists misclassified documents, but {checkpoint} is a base (MLM) checkpoint; "
+                              "give a classifier from `tinylm finetune`")
+        report = evaluate_mlm(checkpoint, data, text_column, batch_size, encoding, seed or 0)
+    else:
+        if seed is not None:
+            raise TinyLMError("--seed is for base (MLM) checkpoints, whose evaluation masks tokens at random; "
+                              f"{checkpoint} is a classifier, evaluated deterministically")
+        report, rows = evaluate_predictions(checkpoint, data, text_column, label_column, batch_size, encoding)
+        if errors_file is not None:
+            errors = [row for row in rows if row["predicted"] != row["label"]]
+            write_rows(errors_file, errors, ERROR_COLUMNS, report["labels"])
+    if out_file is not None:
+        write_report(out_file, report)
     if as_json:
         print(json.dumps(report))
         return
-    print_report(report)
+    if report.get("kind") == "mlm":
+        print_mlm_report(report)
+    else:
+        print_report(report)
+    if errors_file is not None:
+        out.print(f"{len(errors):,} misclassified documents -> {errors_file}", highlight=False)
+    if out_file is not None:
+        out.print(f"report -> {out_file}", highlight=False)
+
+
+def print_mlm_report(report: dict):
+    out.print(f"masked-token accuracy [bold]{report['accuracy']:.4f}[/]   perplexity [bold]{report['perplexity']:.2f}[/]   "
+              f"cross-entropy {report['cross_entropy']:.4f}   {report['n_tokens']:,} masked tokens "
+              f"({report['mlm_probability']:.0%} of {report['n_documents']:,} documents packed in rows of "
+              f"{report['seq_len']}, seed {report['seed']})", highlight=False)
 
 
 def print_report(report: dict):
@@ -251,32 +292,38 @@ def predict(
                                             "classifier was trained with --scrub-pii).")] = False,
 ):
     """Label new documents: one row per input document, in input order, with the class probabilities."""
-    from tinylm.evaluate import predict as run
+    from tinylm.evaluate import check_suffix, predict as run, write_rows
 
-    if out_file is not None and out_file.suffix.lower() not in (".jsonl", ".csv"):
-        raise TinyLMError(f"--out {out_file}: use a .jsonl or .csv file name")
+    check_suffix(out_file, (".jsonl", ".csv"), "--out")
     rows = run(checkpoint, data, text_column, id_column, batch_size, encoding, scrub_pii)
     if out_file is None:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
         return
-    try:
-        with open(out_file, "w", encoding="utf-8", newline="") as f:
-            if out_file.suffix.lower() == ".jsonl":
-                f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-            else:
-                labels = list(rows[0]["probabilities"])
-                writer = csv.writer(f)
-                writer.writerow([*(["id"] if id_column else []), "label", *(f"p_{label}" for label in labels)])
-                for row in rows:
-                    writer.writerow([*([row["id"]] if id_column else []), row["label"], *row["probabilities"].values()])
-    except OSError as e:
-        raise TinyLMError(f"cannot write {out_file}: {e.strerror}") from None
+    write_rows(out_file, rows, [*(["id"] if id_column else []), "label"], list(rows[0]["probabilities"]))
     counts = {}
     for row in rows:
         counts[row["label"]] = counts.get(row["label"], 0) + 1
     out.print(f"labelled {len(rows):,} documents -> {out_file}  ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))})",
               highlight=False)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A pretrain or finetune --out folder (with metrics.jsonl).")],
+    eval_files: Annotated[Optional[list[Path]], typer.Option("--eval", help="Classifier report(s) from `tinylm eval --out` "
+                                                             "to draw; default: RUN_DIR/eval*.json.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the PNG files; default: RUN_DIR.")] = None,
+):
+    """Draw a run's curves as PNG files: loss.png (training loss and learning rate by step), validation.png
+    (validation accuracy and macro-F1 by epoch, when logged) and confusion.png per classifier evaluation report.
+
+    Needs matplotlib, the optional extra "plot" of tinylm (or: pip install matplotlib).
+    """
+    from tinylm.report import draw_report
+
+    for path in draw_report(run_dir, eval_files, out_dir):
+        out.print(f"wrote {path}", highlight=False)
 
 
 @app.command()

@@ -1,20 +1,28 @@
-"""Classification metrics (accuracy, macro-F1, per class, confusion) and batched prediction."""
+"""Evaluation and batched prediction: classification metrics (accuracy, macro-F1, per class, confusion),
+per-document predictions, and masked-token accuracy / perplexity of a base (MLM) checkpoint."""
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from tinylm.checkpoint import ARGS_FILE, load_checkpoint
-from tinylm.data import encode_documents, pad_batch, read_records
+from tinylm.data import encode_documents, pack_documents, pad_batch, read_records, read_texts
 from tinylm.errors import TinyLMError
+from tinylm.inspection import read_json
+from tinylm.masking import mask_tokens
 from tinylm.pii import DEFAULT_KINDS, scrub_all
+from tinylm.tokenizer import CLS, MASK, PAD, SEP, SPECIAL_TOKENS
+
+ERROR_COLUMNS = ["where", "text", "label", "predicted", "probability"]  # then one p_<label> column per class
 
 
-@torch.no_grad()
 def predict_proba(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, batch_size: int = 64,
                   device: torch.device | None = None) -> torch.Tensor:
     """Class probabilities (N, num_labels) in input order. Sorting by length keeps padding per batch small."""
@@ -22,13 +30,14 @@ def predict_proba(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, b
     model.to(device).eval()
     sequences = encode_documents(tokenizer, texts, seq_len)
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    probs = torch.empty(len(sequences), model.num_labels)
+    probs = torch.empty(len(sequences), model.num_labels)  # a normal tensor: callers may edit it in place
     pad_id = tokenizer.token_to_id("[PAD]")
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         input_ids, attention_mask = pad_batch([sequences[i] for i in chunk], pad_id)
-        logits = model(input_ids.to(device), attention_mask.to(device))
-        probs[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
+        with torch.inference_mode():
+            logits = model(input_ids.to(device), attention_mask.to(device))
+            probs[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
     return probs
 
 
@@ -57,30 +66,35 @@ def classification_report(y_true: list[int], y_pred: list[int], labels: list[str
 
 
 def checkpoint_seq_len(ckpt_dir: Path, model) -> int:
-    """The sequence length the classifier was trained with (its training_args.json), else its position limit."""
+    """The sequence length the checkpoint was trained with (its training_args.json), else its position limit."""
+    limit = model.config.max_position_embeddings
     try:
-        return int(json.loads((Path(ckpt_dir) / ARGS_FILE).read_text())["train"]["seq_len"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return model.config.max_position_embeddings
+        return min(int(read_json(Path(ckpt_dir) / ARGS_FILE)["train"]["seq_len"]), limit)
+    except (ValueError, KeyError, TypeError):
+        return limit
 
 
 def checkpoint_scrub_kinds(ckpt_dir: Path) -> tuple[str, ...]:
-    """The PII kinds the classifier's training data was scrubbed of: inference must see the same placeholders."""
-    try:
-        return tuple(json.loads((Path(ckpt_dir) / ARGS_FILE).read_text()).get("scrub_pii") or ())
-    except (OSError, ValueError, AttributeError):
-        return ()
+    """The PII kinds the checkpoint's training data was scrubbed of: inference must see the same placeholders."""
+    return tuple(read_json(Path(ckpt_dir) / ARGS_FILE).get("scrub_pii") or ())
 
 
-def scrubbed_texts(ckpt_dir: Path, records: list, also: bool = False) -> list[str]:
-    """The records' texts, scrubbed as in training (and with the default kinds too when `also`, i.e. --scrub-pii)."""
+def scrubbed_texts(ckpt_dir: Path, texts: list[str], also: bool = False) -> list[str]:
+    """The texts, scrubbed as in training (and with the default kinds too when `also`, i.e. --scrub-pii)."""
     kinds = set(checkpoint_scrub_kinds(ckpt_dir)) | (set(DEFAULT_KINDS) if also else set())
-    texts = [r.text for r in records]
     return scrub_all(texts, tuple(sorted(kinds)))[0] if kinds else texts
 
 
-def evaluate(ckpt_dir: Path, data: Path, text_column: str = "text", label_column: str = "label",
-             batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False) -> dict:
+def prediction(p: list[float], labels: list[str]) -> tuple[str, float, dict[str, float]]:
+    """(predicted label, its probability, every class's probability), rounded for output files."""
+    best = max(range(len(p)), key=p.__getitem__)
+    return labels[best], round(p[best], 6), {label: round(v, 6) for label, v in zip(labels, p)}
+
+
+def evaluate_predictions(ckpt_dir: Path, data: Path, text_column: str = "text", label_column: str = "label",
+                         batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False) -> tuple[dict, list[dict]]:
+    """The classification report and one row per document, in input order: where (file:line), text (as the model
+    saw it, i.e. scrubbed where the classifier scrubs), label, predicted, probability, probabilities."""
     model, tokenizer, meta = load_checkpoint(ckpt_dir, expect_kind="classifier")
     records = read_records(data, text_column, label_column, encoding=encoding)
     id2label = meta["id2label"]
@@ -90,10 +104,22 @@ def evaluate(ckpt_dir: Path, data: Path, text_column: str = "text", label_column
         where = next(r.where for r in records if r.label in unseen)
         raise TinyLMError(f"label(s) {', '.join(map(repr, unseen))} (first at {where}) were never seen in training; "
                           f"the model knows {', '.join(id2label.values())}")
-    probs = predict_proba(model, tokenizer, scrubbed_texts(ckpt_dir, records, scrub_pii),
-                          checkpoint_seq_len(ckpt_dir, model), batch_size)
-    y_pred = probs.argmax(-1).tolist()
-    return classification_report([label2id[r.label] for r in records], y_pred, [id2label[i] for i in range(len(id2label))])
+    texts = scrubbed_texts(ckpt_dir, [r.text for r in records], scrub_pii)
+    probs = predict_proba(model, tokenizer, texts, checkpoint_seq_len(ckpt_dir, model), batch_size)
+    labels = [id2label[i] for i in range(len(id2label))]
+    report = classification_report([label2id[r.label] for r in records], probs.argmax(-1).tolist(), labels)
+    rows = []
+    for record, text, p in zip(records, texts, probs.tolist()):
+        predicted, probability, probabilities = prediction(p, labels)
+        rows.append({"where": record.where, "text": text, "label": record.label, "predicted": predicted,
+                     "probability": probability, "probabilities": probabilities})
+    return report, rows
+
+
+def evaluate(ckpt_dir: Path, data: Path, text_column: str = "text", label_column: str = "label",
+             batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False) -> dict:
+    """accuracy, macro_f1, n, labels, per_class and confusion of a classifier on labelled data."""
+    return evaluate_predictions(ckpt_dir, data, text_column, label_column, batch_size, encoding, scrub_pii)[0]
 
 
 def predict(ckpt_dir: Path, data: Path, text_column: str = "text", id_column: str | None = None,
@@ -101,13 +127,97 @@ def predict(ckpt_dir: Path, data: Path, text_column: str = "text", id_column: st
     """One row per input document, in input order: id (if asked), label, probabilities per class."""
     model, tokenizer, meta = load_checkpoint(ckpt_dir, expect_kind="classifier")
     records = read_records(data, text_column, id_column=id_column, encoding=encoding)
-    probs = predict_proba(model, tokenizer, scrubbed_texts(ckpt_dir, records, scrub_pii),
+    probs = predict_proba(model, tokenizer, scrubbed_texts(ckpt_dir, [r.text for r in records], scrub_pii),
                           checkpoint_seq_len(ckpt_dir, model), batch_size)
     labels = [meta["id2label"][i] for i in range(len(meta["id2label"]))]
     rows = []
     for record, p in zip(records, probs.tolist()):
         row = {"id": record.id} if id_column else {}
-        row["label"] = labels[max(range(len(p)), key=p.__getitem__)]
-        row["probabilities"] = {label: round(v, 6) for label, v in zip(labels, p)}
+        row["label"], _, row["probabilities"] = prediction(p, labels)
         rows.append(row)
     return rows
+
+
+# ---- base (MLM) checkpoints: how well the model fills in masked tokens -----------------------------------------
+
+def mlm_metrics(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, mlm_probability: float = 0.15,
+                seed: int = 0, batch_size: int = 64, device: torch.device | None = None) -> dict:
+    """n_tokens predicted, masked-token accuracy, mean cross-entropy and perplexity = exp(cross-entropy).
+
+    The texts are packed as in pretraining and masked once, all rows together, with a generator seeded by
+    `seed`: the figures do not depend on batch size, and two checkpoints sharing a tokenizer and sequence length
+    are asked to fill in the same blanks.
+    """
+    device = device or torch.device("cpu")
+    model.to(device).eval()
+    input_ids = torch.from_numpy(pack_documents(tokenizer, texts, seq_len))
+    ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
+    special = (input_ids == ids[PAD]) | (input_ids == ids[CLS]) | (input_ids == ids[SEP])
+    inputs, labels = mask_tokens(input_ids, special, ids[MASK], tokenizer.get_vocab_size(), mlm_probability,
+                                 torch.Generator().manual_seed(seed), first_regular_id=max(ids.values()) + 1)
+    attention_mask = (input_ids != ids[PAD]).long()  # only the last row has padding; full rows drop the mask
+    n_tokens, correct, total_ce = 0, 0, 0.0
+    for start in range(0, len(inputs), batch_size):
+        targets = labels[start:start + batch_size].to(device)
+        if not (targets != -100).any():
+            continue
+        with torch.inference_mode():
+            _, logits = model(inputs[start:start + batch_size].to(device),
+                              attention_mask[start:start + batch_size].to(device), labels=targets)
+            targets = targets[targets != -100]  # the order of the head's logits (masked positions, row by row)
+            total_ce += F.cross_entropy(logits.float(), targets, reduction="sum").item()
+            correct += int((logits.argmax(-1) == targets).sum())
+        n_tokens += targets.numel()
+    if not n_tokens:
+        raise TinyLMError(f"no token was masked in {len(texts)} document(s) of {int((~special).sum())} token(s); "
+                          "give more text, or another --seed")
+    cross_entropy = total_ce / n_tokens
+    return {"n_tokens": n_tokens, "accuracy": correct / n_tokens, "cross_entropy": cross_entropy,
+            "perplexity": math.exp(cross_entropy)}
+
+
+def evaluate_mlm(ckpt_dir: Path, data: Path, text_column: str = "text", batch_size: int = 64,
+                 encoding: str = "utf-8", seed: int = 0, mlm_probability: float | None = None) -> dict:
+    """Masked-token accuracy and perplexity of a base checkpoint on held-out text, masked as in its pretraining
+    (its sequence length and mlm_probability, 15% if unrecorded) but deterministically, from `seed`."""
+    model, tokenizer, _ = load_checkpoint(ckpt_dir, expect_kind="mlm")
+    texts = scrubbed_texts(ckpt_dir, read_texts(data, text_column, encoding))
+    if mlm_probability is None:
+        recorded = read_json(Path(ckpt_dir) / ARGS_FILE).get("train")
+        mlm_probability = recorded.get("mlm_probability", 0.15) if isinstance(recorded, dict) else 0.15
+    if not isinstance(mlm_probability, (int, float)) or not 0 < mlm_probability < 1:
+        raise TinyLMError(f"mlm_probability must be in (0, 1), got {mlm_probability!r}")
+    seq_len = checkpoint_seq_len(ckpt_dir, model)
+    metrics = mlm_metrics(model, tokenizer, texts, seq_len, mlm_probability, seed, batch_size)
+    return {"kind": "mlm", **metrics, "n_documents": len(texts), "seq_len": seq_len,
+            "mlm_probability": mlm_probability, "seed": seed}
+
+
+# ---- output files ---------------------------------------------------------------------------------------------
+
+def check_suffix(path: Path | None, suffixes: tuple[str, ...], flag: str):
+    """Refuse an output file name whose suffix says another format, before any work is done."""
+    if path is not None and path.suffix.lower() not in suffixes:
+        raise TinyLMError(f"{flag} {path}: use a {' or '.join(suffixes)} file name")
+
+
+def write_rows(path: Path, rows: list[dict], columns: list[str], labels: list[str]):
+    """JSONL (one object a line) or CSV (by suffix): `columns`, then each row's probabilities as p_<label>."""
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            if path.suffix.lower() == ".jsonl":
+                f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+                return
+            writer = csv.writer(f)
+            writer.writerow([*columns, *(f"p_{label}" for label in labels)])
+            for row in rows:
+                writer.writerow([*(row[c] for c in columns), *(row["probabilities"][label] for label in labels)])
+    except OSError as e:
+        raise TinyLMError(f"cannot write {path}: {e.strerror}") from None
+
+
+def write_report(path: Path, report: dict):
+    try:
+        Path(path).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise TinyLMError(f"cannot write {path}: {e.strerror}") from None
