@@ -102,3 +102,18 @@ def test_compiled_model_trains_like_the_eager_one_and_saves_plain_names(tmp_path
 
     with safe_open(str(tmp_path / "ckpt" / "model.safetensors"), "pt") as f:
         assert not any("_orig_mod" in k for k in f.keys())
+
+
+def test_a_compiled_model_saves_and_checkpoints_under_its_own_names(tmp_path):
+    """torch.compile wraps the model as `_orig_mod`; that prefix must never reach a saved file (compiling itself
+    happens on the first call, so this test does not pay for it; the slow test above trains compiled)."""
+    from safetensors import safe_open
+
+    from tinylm.checkpoint import save_checkpoint
+    from tinylm.tokenizer import train_tokenizer
+
+    compiled = torch.compile(fresh())
+    assert any(k.startswith("_orig_mod.") for k in compiled.state_dict())
+    save_checkpoint(tmp_path / "ckpt", compiled, train_tokenizer(["a b c"] * 3, vocab_size=30), {})
+    with safe_open(str(tmp_path / "ckpt" / "model.safetensors"), "pt") as f:
+        assert f.keys() and not any("_orig_mod" in k for k in f.keys())
