@@ -46,3 +46,37 @@ def test_bool_is_not_an_int():
 def test_config_json_round_trip():
     config = BertConfig(hidden_size=64, num_attention_heads=2)
     assert from_dict(BertConfig, json.loads(json.dumps(config.__dict__)), "x") == config
+
+
+def test_print_config_round_trips_and_the_run_folder_keeps_it(capsys, trained, tmp_path):
+    """--print-config prints preset + file + flags as TOML; --config reads it back to the same configuration,
+    and the run folder's config.toml repeats the run (its length resolved)."""
+    import tomllib
+
+    from tinylm.cli import main
+
+    def printed(*args):
+        with pytest.raises(SystemExit) as done:
+            main([str(a) for a in args])
+        assert done.value.code in (0, None)
+        return capsys.readouterr().out
+
+    base = ["pretrain", trained / "train.csv", "--tokenizer", trained / "tokenizer", "--out", tmp_path / "run"]
+    first = printed(*base, "--preset", "tiny", "--lr", "0.003", "--epochs", "2", "--seq-len", "32", "--print-config")
+    parsed = tomllib.loads(first)
+    assert parsed["train"]["lr"] == 0.003 and parsed["train"]["epochs"] == 2 and "max_steps" not in parsed["train"]
+    assert parsed["model"]["hidden_size"] == 64  # the tiny preset
+    (tmp_path / "c.toml").write_text(first)
+    assert printed(*base, "--config", tmp_path / "c.toml", "--print-config") == first
+    assert not (tmp_path / "run").exists()  # printing trains nothing
+
+    printed(*base, "--config", tmp_path / "c.toml", "--batch-size", "8", "-q")
+    kept = tomllib.loads((tmp_path / "run" / "config.toml").read_text())
+    assert kept["train"]["max_steps"] >= 2 and kept["train"]["batch_size"] == 8  # 2 epochs, resolved to steps
+    from tinylm.tokenizer import load_tokenizer
+
+    assert kept["model"]["vocab_size"] == load_tokenizer(trained / "tokenizer").get_vocab_size()  # the tokenizer's
+
+    finetune = printed("finetune", trained / "train.csv", "--base", trained / "base", "--out", tmp_path / "clf",
+                       "--epochs", "3", "--print-config")
+    assert tomllib.loads(finetune)["train"]["epochs"] == 3 and "[model]" not in finetune

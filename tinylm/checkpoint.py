@@ -26,7 +26,8 @@ from tinylm.tokenizer import TOKENIZER_FILE, load_tokenizer
 
 WEIGHTS_FILE, CONFIG_FILE, ARGS_FILE, METRICS_FILE = "model.safetensors", "config.json", "training_args.json", "metrics.jsonl"
 CHECKPOINTS = "checkpoints"  # resumable training state, see state.py
-CARRIED = (METRICS_FILE, CHECKPOINTS)  # kept across saves of a model folder
+RUN_CONFIG = "config.toml"  # the run's effective configuration: `--config` reads it back to repeat the run
+CARRIED = (METRICS_FILE, CHECKPOINTS, RUN_CONFIG)  # kept across saves of a model folder
 KINDS = {"mlm": "BertForMaskedLM", "classifier": "BertForSequenceClassification"}
 # safetensors refuses tensors that share memory; these are tied to another key and re-tied on load.
 TIED_KEYS = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tinylm.config import RunOptions, resolve_finetune, resolve_pretrain
+from tinylm.config import RunOptions, resolve_finetune, resolve_pretrain, to_toml
 from tinylm.data import FORMATS_HELP
 from tinylm.errors import TinyLMError
 from tinylm.provenance import command_line
@@ -39,6 +39,8 @@ ScrubPii = Annotated[bool, typer.Option("--scrub-pii", help="Replace e-mails, IB
                                         "[EMAIL] [IBAN] [CARD] [PHONE] before anything is learned.")]
 ScrubVat = Annotated[bool, typer.Option("--scrub-vat", help="With --scrub-pii: also replace VAT IDs with [VAT].")]
 RecordHost = Annotated[bool, typer.Option("--record-host", help="Record this machine's host name in provenance.json.")]
+PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the effective configuration (preset, "
+                                           "--config file and flags) as TOML and exit; --config reads it back.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its newest checkpoint "
                                       "(give the same arguments as the first time).")]
 SaveEvery = Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps.")]
@@ -109,6 +111,8 @@ def pretrain(
     config: Annotated[Optional[Path], typer.Option(help="TOML file with [model] and [train] tables.")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Optimisation steps (default: the preset's).")] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Passes over the corpus, instead of --max-steps.")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: train as many steps as fit (at "
+                                                         "most --max-steps if given), the LR schedule fitted to it.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Sequences per step.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
     seq_len: Annotated[Optional[int], typer.Option(help="Tokens per packed sequence.")] = None,
@@ -130,6 +134,7 @@ def pretrain(
     scrub_pii: ScrubPii = False,
     scrub_vat: ScrubVat = False,
     record_host: RecordHost = False,
+    print_config: PrintConfig = False,
 ):
     """Pretrain a BERT encoder with masked language modelling (15% dynamic masking, 80/10/10).
 
@@ -140,11 +145,12 @@ def pretrain(
 
     if max_steps is not None and epochs is not None:
         raise TinyLMError("give --max-steps or --epochs, not both")
-    flags = dict(max_steps=max_steps, epochs=epochs, batch_size=batch_size, lr=lr, seq_len=seq_len, seed=seed,
-                 text_column=text_column)
+    flags = dict(max_steps=max_steps, epochs=epochs, max_minutes=max_minutes, batch_size=batch_size, lr=lr,
+                 seq_len=seq_len, seed=seed, text_column=text_column)
     model_config, cfg = resolve_pretrain(preset, config, flags)
-    if epochs is not None:
-        cfg.max_steps = None
+    if print_config:
+        print(to_toml({"model": model_config, "train": cfg}), end="")
+        return
     options = RunOptions(precision=precision, device=device, compile=compile, overwrite=overwrite, resume=resume,
                          save_every=save_every, save_minutes=save_minutes, keep_checkpoints=keep_checkpoints,
                          on_nan=on_nan, quiet=quiet, encoding=encoding, command=command_line(),
@@ -163,6 +169,8 @@ def finetune(
     text_column: TextColumn = "text",
     label_column: LabelColumn = "label",
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the training data.")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: as many whole epochs (up to "
+                                                         "--epochs) as fit.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Documents per step.")] = None,
     seq_len: Annotated[Optional[int], typer.Option(help="Longest document in tokens; longer ones are truncated.")] = None,
@@ -184,6 +192,7 @@ def finetune(
     scrub_pii: ScrubPii = False,
     scrub_vat: ScrubVat = False,
     record_host: RecordHost = False,
+    print_config: PrintConfig = False,
 ):
     """Fine-tune a base checkpoint for text classification; keeps the epoch with the best validation accuracy.
 
@@ -191,9 +200,12 @@ def finetune(
     """
     from tinylm.finetune import finetune as run
 
-    flags = dict(epochs=epochs, lr=lr, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, seed=seed, pooling=pooling,
+    flags = dict(epochs=epochs, max_minutes=max_minutes, lr=lr, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, seed=seed, pooling=pooling,
                  text_column=text_column, label_column=label_column)
     cfg = resolve_finetune(config, flags)
+    if print_config:
+        print(to_toml({"train": cfg}), end="")
+        return
     options = RunOptions(precision=precision, device=device, compile=compile, overwrite=overwrite, resume=resume,
                          save_every=save_every, save_minutes=save_minutes, keep_checkpoints=keep_checkpoints,
                          on_nan=on_nan, quiet=quiet, encoding=encoding, command=command_line(),

@@ -60,6 +60,7 @@ class PretrainConfig:
 
     max_steps: int | None = None  # None: derived from epochs, else the preset's default
     epochs: float | None = None
+    max_minutes: float | None = None  # wall-clock budget; the step count and LR schedule are fitted to it
     batch_size: int = 32
     lr: float = 1e-3
     seq_len: int = 128
@@ -77,6 +78,7 @@ class FinetuneConfig:
     """Sequence-classification fine-tuning. Keys are the `tinylm finetune` flag names."""
 
     epochs: int = 10
+    max_minutes: float | None = None  # wall-clock budget: as many whole epochs (up to `epochs`) as fit
     batch_size: int = 32
     lr: float = 5e-4  # small encoders trained from scratch want more than BERT-base's 2e-5..1e-4
     seq_len: int | None = None  # None: 256, or the base model's max_position_embeddings if smaller
@@ -205,12 +207,17 @@ def resolve_pretrain(preset: str, config_file: Path | None, flags: dict) -> tupl
     if preset not in PRESETS:
         raise TinyLMError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     model, train = PRESETS[preset].model, PRESETS[preset].pretrain
+    chosen = set()
     if config_file is not None:
         data = read_toml(config_file)
         model = from_dict(BertConfig, data.get("model", {}), f"{config_file} [model]", base=model)
         train = from_dict(PretrainConfig, data.get("train", {}), f"{config_file} [train]", base=train)
+        chosen |= set(data.get("train", {}))
     given = {k: v for k, v in flags.items() if v is not None}
     train = from_dict(PretrainConfig, given, "command line", base=train)
+    chosen |= set(given)
+    if chosen & {"epochs", "max_minutes"} and "max_steps" not in chosen:
+        train.max_steps = None  # not the preset's: the epochs or the time budget decide the length
     return model, train
 
 
@@ -229,6 +236,24 @@ def check_positive(obj, names: tuple[str, ...], source: str = "command line"):
         value = getattr(obj, name)
         if value is not None and value <= 0:
             raise TinyLMError(f"{source}: --{name.replace('_', '-')} must be positive, got {value}")
+
+
+def to_toml(tables: dict[str, Any]) -> str:
+    """Dataclasses as TOML tables that read_toml/from_dict read back to the same values (None stays unset)."""
+    lines = []
+    for name, obj in tables.items():
+        lines.append(f"[{name}]")
+        for key, value in to_dict(obj).items():
+            if value is None:
+                lines.append(f"# {key} is unset")
+            elif isinstance(value, bool):
+                lines.append(f"{key} = {'true' if value else 'false'}")
+            elif isinstance(value, (int, float)):
+                lines.append(f"{key} = {value!r}")
+            else:
+                lines.append(f"{key} = {json.dumps(str(value), ensure_ascii=False)}")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def dumps(obj) -> str:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tinylm.checkpoint import load_checkpoint, save_checkpoint
-from tinylm.config import FinetuneConfig, RunOptions, check_positive
+from tinylm.checkpoint import RUN_CONFIG, load_checkpoint, save_checkpoint
+from tinylm.config import FinetuneConfig, RunOptions, check_positive, to_toml
 from tinylm.data import Record, encode_documents, pad_batch, read_records
 from tinylm.errors import TinyLMError
 from tinylm.evaluate import classification_report, predict_proba
@@ -75,7 +75,7 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
     """
     run = (run or RunOptions()).check()
     encoding = run.encoding
-    check_positive(cfg, ("epochs", "batch_size", "lr", "seq_len", "log_every"))
+    check_positive(cfg, ("epochs", "max_minutes", "batch_size", "lr", "seq_len", "log_every"))
     if cfg.pooling not in POOLINGS:
         raise TinyLMError(f"--pooling must be one of {', '.join(POOLINGS)}, got {cfg.pooling!r}")
     if not 0 < cfg.val_fraction < 1:
@@ -112,6 +112,7 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
     dev = resolve_device(run.device)
     resolved_precision = resolve_precision(run.precision, dev)
 
+    (Path(out_dir) / RUN_CONFIG).write_text(to_toml({"train": cfg}), encoding="utf-8")
     torch.manual_seed(cfg.seed)
     model = BertForSequenceClassification(base.config, num_labels=len(labels), pooling=cfg.pooling)
     model.bert.load_state_dict(base.bert.state_dict(), strict=False)  # the pooler is new, as in BERT fine-tuning
@@ -145,7 +146,7 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
         return figures
 
     loop = loop_config(cfg, run, cfg.epochs * steps_per_epoch, resolved_precision, "finetune")
-    loop.save_at_epoch_end = True
+    loop.save_at_epoch_end, loop.step_multiple = True, steps_per_epoch
     batches = ClassificationBatches(sequences, targets, cfg.batch_size, cfg.seed, tokenizer.token_to_id("[PAD]"))
     identity = {"inputs": [r["sha256"] for r in inputs], "base": parent_record(base_dir, "base")["sha256"],
                 "train": asdict(cfg), "precision": resolved_precision, "labels": labels}

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tinylm.checkpoint import METRICS_FILE, WEIGHTS_FILE, check_out_dir, save_checkpoint
-from tinylm.config import BertConfig, PretrainConfig, RunOptions, check_positive
+from tinylm.checkpoint import METRICS_FILE, RUN_CONFIG, WEIGHTS_FILE, check_out_dir, save_checkpoint
+from tinylm.config import BertConfig, PretrainConfig, RunOptions, check_positive, to_toml
 from tinylm.data import PackedRows
 from tinylm.errors import TinyLMError
 from tinylm.masking import mask_tokens
@@ -22,6 +22,9 @@ from tinylm.shards import corpus_key, encode_corpus
 from tinylm.state import checkpoint_root, latest_checkpoint
 from tinylm.tokenizer import CLS, MASK, PAD, SEP, SPECIAL_TOKENS, TOKENIZER_FILE, load_tokenizer
 from tinylm.train import Batch, LoopConfig, MetricsLog, console, resolve_device, resolve_precision, train
+
+
+BUDGET_LIMIT = 10**9  # steps, when only a time budget bounds the run
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -100,7 +103,7 @@ def loop_config(cfg, run: RunOptions, max_steps: int, precision: str, descriptio
                       grad_clip=cfg.grad_clip, log_every=cfg.log_every, precision=precision,
                       description=description, quiet=run.quiet, save_every=run.save_every,
                       save_minutes=run.save_minutes, keep_checkpoints=run.keep_checkpoints, on_nan=run.on_nan,
-                      compile=run.compile)
+                      compile=run.compile, max_minutes=cfg.max_minutes)
 
 
 def pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config: BertConfig, cfg: PretrainConfig,
@@ -111,7 +114,7 @@ def pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config:
     """
     run = (run or RunOptions()).check()
     started = now()
-    check_positive(cfg, ("max_steps", "epochs", "batch_size", "lr", "seq_len", "log_every"))
+    check_positive(cfg, ("max_steps", "epochs", "max_minutes", "batch_size", "lr", "seq_len", "log_every"))
     if not 0 < cfg.mlm_probability < 1:
         raise TinyLMError(f"mlm_probability must be in (0, 1), got {cfg.mlm_probability}")
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -134,12 +137,16 @@ def pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config:
                            run.quiet, console)
     rows = PackedRows(shards.tokens, cfg.seq_len, tokenizer.token_to_id(CLS), tokenizer.token_to_id(PAD))
     steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
-    if cfg.max_steps is None:
-        cfg.max_steps = max(1, math.ceil((cfg.epochs or 1) * steps_per_epoch))
+    if cfg.max_steps is None:  # from --epochs; with only --max-minutes, the budget alone decides
+        cfg.max_steps = BUDGET_LIMIT if cfg.max_minutes and not cfg.epochs else \
+            max(1, math.ceil((cfg.epochs or 1) * steps_per_epoch))
+    length = f"{cfg.max_minutes:g} minutes" if cfg.max_steps == BUDGET_LIMIT else \
+        f"{cfg.max_steps:,} steps ({cfg.max_steps / steps_per_epoch:.2f} epochs)" + \
+        (f" or {cfg.max_minutes:g} minutes" if cfg.max_minutes else "")
     console.print(f"pretraining on {shards.meta['n_documents']:,} documents = {len(rows):,} rows of {cfg.seq_len} "
-                  f"tokens; {cfg.max_steps:,} steps of {cfg.batch_size} ({cfg.max_steps / steps_per_epoch:.2f} "
-                  f"epochs), {precision} on {dev.type}")
+                  f"tokens; {length} of batches of {cfg.batch_size}, {precision} on {dev.type}")
 
+    (Path(out_dir) / RUN_CONFIG).write_text(to_toml({"model": model_config, "train": cfg}), encoding="utf-8")
     torch.manual_seed(cfg.seed)
     model = BertForMaskedLM(model_config)
     ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}

@@ -49,6 +49,8 @@ class LoopConfig:
     keep_checkpoints: int = 2
     save_at_epoch_end: bool = False
     on_nan: str = "stop"  # or "skip": drop the batch and go on
+    max_minutes: float | None = None  # time budget: the run's length (and LR schedule) is fitted to it
+    step_multiple: int = 1  # with max_minutes: end on a multiple of this (an epoch, for fine-tuning)
     compile: bool = False  # run the forward and backward through torch.compile
     extra_log: dict = field(default_factory=dict)
 
@@ -143,12 +145,30 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
 
 
 def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    """Linear warmup, then linear decay to 0 at total_steps. scheduler.shape may be changed later (a time budget
+    fits the run's length once its pace is known)."""
+    shape = {"warmup": warmup_steps, "total": total_steps}
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    def factor(step: int) -> float:
+        if step < shape["warmup"]:
+            return (step + 1) / shape["warmup"]
+        return max(0.0, (shape["total"] - step) / max(1, shape["total"] - shape["warmup"]))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler.shape = shape
+    return scheduler
+
+
+def fit_to_budget(cfg: "LoopConfig", scheduler, counters: dict, seconds_per_step: float, limit: int):
+    """--max-minutes: shorten (or lengthen, up to the step limit) the run and its LR schedule so that it ends
+    within the budget at the pace measured so far; a fine-tuning run ends on an epoch boundary."""
+    remaining = 60 * cfg.max_minutes - counters["elapsed_s"]
+    steps = counters["step"] + max(0, int(remaining / max(seconds_per_step, 1e-9)))
+    if cfg.step_multiple > 1:
+        steps = max(cfg.step_multiple, steps // cfg.step_multiple * cfg.step_multiple)
+    cfg.max_steps = max(counters["step"], 1, min(limit, steps))
+    scheduler.shape.update(warmup=math.ceil(cfg.warmup_ratio * cfg.max_steps), total=cfg.max_steps)
+    counters["max_steps"] = cfg.max_steps
 
 
 class MetricsLog:
@@ -204,6 +224,9 @@ def train(model: torch.nn.Module, batch_at: Callable[[int], Batch], cfg: LoopCon
         check_same_run(restored["run_args"], run_args or {}, found)
         counters.update({k: v for k, v in restored["counters"].items() if k != "stage"})
         stage_state.update(restored["counters"].get("stage", {}))
+        if "max_steps" in counters:  # the length a time budget fitted
+            cfg.max_steps = counters["max_steps"]
+            scheduler.shape.update(warmup=math.ceil(cfg.warmup_ratio * cfg.max_steps), total=cfg.max_steps)
         console.print(f"resuming from {found} (step {counters['step']:,} of {cfg.max_steps:,})")
     log.truncate_after(counters["step"])
 
@@ -212,10 +235,12 @@ def train(model: torch.nn.Module, batch_at: Callable[[int], Batch], cfg: LoopCon
                           cfg.keep_checkpoints)
 
     t0 = clock = time.perf_counter()
-    session_tokens, last_save, window, last = 0, time.monotonic(), [], {}
+    session_tokens, last_save, window, last, limit, paced = 0, time.monotonic(), [], {}, cfg.max_steps, None
     with StopSignals() as stop, progress_bar(cfg.quiet) as bar:
         task = bar.add_task(cfg.description, total=cfg.max_steps, completed=counters["step"], loss="-", rate="-")
-        for step in range(counters["step"] + 1, cfg.max_steps + 1):
+        step = counters["step"]
+        while step < cfg.max_steps:
+            step += 1
             batch = batch_at(step - 1)
             loss = training_step(runner, optimizer, scheduler, batch, cfg, device, step, out_dir, counters)
             now = time.perf_counter()
@@ -223,6 +248,12 @@ def train(model: torch.nn.Module, batch_at: Callable[[int], Batch], cfg: LoopCon
             counters.update(step=step, tokens=counters["tokens"] + batch.n_tokens,
                             elapsed_s=counters["elapsed_s"] + now - clock)
             clock = now
+            if cfg.max_minutes:  # the pace after the first (slower) step: fitted at 3 steps, refitted every 10
+                paced = paced or (now, step)
+                n = step - paced[1]
+                if n == 3 or (n and n % 10 == 0) or counters["elapsed_s"] >= 60 * cfg.max_minutes:
+                    fit_to_budget(cfg, scheduler, counters, (now - paced[0]) / max(n, 1), limit)
+                    bar.update(task, total=cfg.max_steps)
             if loss is not None:
                 window.append(loss)
             if (step % cfg.log_every == 0 or step == cfg.max_steps) and window:

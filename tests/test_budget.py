@@ -1,0 +1,40 @@
+"""--max-minutes: the run's length and its LR schedule are fitted to a wall-clock budget."""
+
+import json
+from dataclasses import replace
+
+from conftest import write_labelled_csv
+from tinylm.config import PRESETS, FinetuneConfig, PretrainConfig, RunOptions
+from tinylm.finetune import finetune
+from tinylm.pretrain import BUDGET_LIMIT, pretrain
+
+
+def records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_pretraining_fills_the_budget_and_decays_the_lr_to_its_end(trained, tmp_path):
+    cfg = PretrainConfig(max_steps=None, max_minutes=0.05, batch_size=8, seq_len=32, lr=2e-3, log_every=5)
+    summary = pretrain([trained / "train.csv"], trained / "tokenizer", tmp_path / "base", replace(PRESETS["tiny"].model),
+                       cfg, RunOptions(quiet=True))
+    assert 3.0 * 0.5 < summary["elapsed_s"] < 3.0 * 1.5  # 0.05 minutes
+    assert 20 < summary["steps"] < BUDGET_LIMIT
+    lrs = [r["lr"] for r in records(tmp_path / "base") if "lr" in r]
+    assert max(lrs) > 1e-3 and lrs[-1] < 0.1 * max(lrs)  # warmed up, then decayed to (near) zero at the budget
+
+
+def test_a_step_limit_still_bounds_a_budget(trained, tmp_path):
+    cfg = PretrainConfig(max_steps=12, max_minutes=10, batch_size=8, seq_len=32)
+    summary = pretrain([trained / "train.csv"], trained / "tokenizer", tmp_path / "base", replace(PRESETS["tiny"].model),
+                       cfg, RunOptions(quiet=True))
+    assert summary["steps"] == 12
+
+
+def test_finetuning_on_a_budget_ends_on_an_epoch_boundary(trained, tmp_path):
+    data = write_labelled_csv(tmp_path / "d.csv", n=300)
+    cfg = FinetuneConfig(epochs=500, max_minutes=0.03, batch_size=16, seq_len=32)
+    summary = finetune(data, trained / "base", tmp_path / "clf", cfg, run=RunOptions(quiet=True))
+    steps_per_epoch = -(-270 // 16)  # 10% held out for validation
+    assert summary["steps"] % steps_per_epoch == 0 and 1 <= summary["steps"] // steps_per_epoch < 500
+    epochs = [r["epoch"] for r in records(tmp_path / "clf") if "epoch" in r]
+    assert epochs == list(range(1, summary["steps"] // steps_per_epoch + 1))  # every epoch validated, none cut short
