@@ -112,6 +112,8 @@ CASES = {
                                       "--preset", "tiny", "--save-every", "0"], "--save-every must be positive"),
     "no checkpoints kept": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
                                           "--keep-checkpoints", "0"], "--keep-checkpoints must be at least 1"),
+    "unknown class weights": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
+                                            "--class-weights", "sometimes"], "--class-weights must be none or balanced"),
     "unknown nan policy": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
                                          "--on-nan", "ignore"], "--on-nan must be stop or skip"),
     "labelled txt": (lambda t, k: (t / "p.txt").write_text("a\n") and

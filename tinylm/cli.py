@@ -176,6 +176,8 @@ def finetune(
     seq_len: Annotated[Optional[int], typer.Option(help="Longest document in tokens; longer ones are truncated.")] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="Share of TRAIN held out when --val is not given.")] = None,
     pooling: Annotated[Optional[str], typer.Option(help="mean (of token states; learns fast) or cls (BERT's [CLS] pooler).")] = None,
+    class_weights: Annotated[Optional[str], typer.Option(help="none, or balanced: weigh each class in the loss by "
+                                                         "n / (classes x its count), for imbalanced labels.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with a [train] table.")] = None,
     precision: Precision = "auto",
@@ -200,7 +202,7 @@ def finetune(
     """
     from tinylm.finetune import finetune as run
 
-    flags = dict(epochs=epochs, max_minutes=max_minutes, lr=lr, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, seed=seed, pooling=pooling,
+    flags = dict(epochs=epochs, max_minutes=max_minutes, class_weights=class_weights, lr=lr, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, seed=seed, pooling=pooling,
                  text_column=text_column, label_column=label_column)
     cfg = resolve_finetune(config, flags)
     if print_config:

@@ -83,6 +83,7 @@ class FinetuneConfig:
     lr: float = 5e-4  # small encoders trained from scratch want more than BERT-base's 2e-5..1e-4
     seq_len: int | None = None  # None: 256, or the base model's max_position_embeddings if smaller
     pooling: str = "mean"  # "mean" of the token states, or BERT's "cls"
+    class_weights: str = "none"  # or "balanced": each class weighs n / (k * n_class) in the loss
     seed: int = 0
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01

@@ -40,8 +40,10 @@ class ClassificationBatches:
     """The batch of step i, as a pure function of (seed, i): epoch i // steps_per_epoch, shuffled afresh each
     epoch, padded to its longest document. A resumed run jumps to its step; nothing is replayed."""
 
-    def __init__(self, sequences: list[list[int]], targets: list[int], batch_size: int, seed: int, pad_id: int):
+    def __init__(self, sequences: list[list[int]], targets: list[int], batch_size: int, seed: int, pad_id: int,
+                 class_weights: torch.Tensor | None = None):
         self.sequences, self.targets, self.batch_size, self.seed, self.pad_id = sequences, targets, batch_size, seed, pad_id
+        self.class_weights = class_weights
         self.steps_per_epoch = math.ceil(len(sequences) / batch_size)
         self._order: tuple[int, np.ndarray] | None = None
 
@@ -52,9 +54,16 @@ class ClassificationBatches:
         chunk = self._order[1][position * self.batch_size:(position + 1) * self.batch_size]
         input_ids, attention_mask = pad_batch([self.sequences[i] for i in chunk], self.pad_id)
         labels = torch.tensor([self.targets[i] for i in chunk], dtype=torch.long)
-        return Batch({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels},
+        extra = {"class_weights": self.class_weights} if self.class_weights is not None else {}
+        return Batch({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, **extra},
                      n_tokens=int(attention_mask.sum()), epoch=epoch + 1,
                      epoch_end=position == self.steps_per_epoch - 1)
+
+
+def balanced_weights(targets: list[int], k: int) -> torch.Tensor:
+    """n / (k * n_c) per class (scikit-learn's "balanced"): a rare class counts as much as a common one in the loss."""
+    counts = torch.bincount(torch.tensor(targets), minlength=k).float()
+    return len(targets) / (k * counts.clamp(min=1))
 
 
 def scrub_records(records: list[Record], kinds: tuple[str, ...]) -> dict[str, int]:
@@ -78,6 +87,8 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
     check_positive(cfg, ("epochs", "max_minutes", "batch_size", "lr", "seq_len", "log_every"))
     if cfg.pooling not in POOLINGS:
         raise TinyLMError(f"--pooling must be one of {', '.join(POOLINGS)}, got {cfg.pooling!r}")
+    if cfg.class_weights not in ("none", "balanced"):
+        raise TinyLMError(f"--class-weights must be none or balanced, got {cfg.class_weights!r}")
     if not 0 < cfg.val_fraction < 1:
         raise TinyLMError(f"--val-fraction must be in (0, 1), got {cfg.val_fraction}")
     started = now()
@@ -147,7 +158,8 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
 
     loop = loop_config(cfg, run, cfg.epochs * steps_per_epoch, resolved_precision, "finetune")
     loop.save_at_epoch_end, loop.step_multiple = True, steps_per_epoch
-    batches = ClassificationBatches(sequences, targets, cfg.batch_size, cfg.seed, tokenizer.token_to_id("[PAD]"))
+    batches = ClassificationBatches(sequences, targets, cfg.batch_size, cfg.seed, tokenizer.token_to_id("[PAD]"),
+                                    balanced_weights(targets, len(labels)) if cfg.class_weights == "balanced" else None)
     identity = {"inputs": [r["sha256"] for r in inputs], "base": parent_record(base_dir, "base")["sha256"],
                 "train": asdict(cfg), "precision": resolved_precision, "labels": labels}
     summary = train(model, batches, loop, log, dev, out_dir=Path(out_dir), run_args=identity, resume=run.resume,

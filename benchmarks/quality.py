@@ -1,0 +1,129 @@
+"""Classification quality on real data at a fixed wall-clock budget: tinylm (pretrained on the train texts),
+tinylm without pretraining, and TF-IDF + logistic regression, on the same splits, in one run.
+
+    python benchmarks/quality.py                                   # 15 + 5 minutes per data set (about 2 h)
+    python benchmarks/quality.py --datasets trec --pretrain-minutes 1 --finetune-minutes 1
+
+For each data set in ../shared/datasets the tinylm CLI runs exactly as a user would: `tokenize` and `pretrain
+--max-minutes P` on the train texts (labels unused), `finetune --max-minutes F`, `eval` on the test file. The
+no-pretraining column fine-tunes the same model from random weights with the same budget. TF-IDF (word 1-2-grams
++ char 2-5-grams) + logistic regression (C=10) needs scikit-learn (`pip install 'tinylm[bench]'`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "datasets"
+SPLITS = {"sst2": ("train.csv", "dev.csv"), "trec": ("train.csv", "test.csv"), "agnews": ("train.csv", "test.csv"),
+          "midd_invoices": ("train.csv", "test.csv")}
+
+
+def tinylm(*args, env=None) -> str:
+    done = subprocess.run([sys.executable, "-m", "tinylm", *map(str, args)], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        sys.exit(f"tinylm {' '.join(map(str, args))} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return done.stdout
+
+
+def random_base(pretrained: Path, out: Path):
+    """The pretrained base's architecture and tokenizer with fresh random weights: 'pretraining skipped'."""
+    import torch
+
+    from tinylm.checkpoint import load_checkpoint, save_checkpoint
+    from tinylm.model import BertForMaskedLM
+
+    model, tokenizer, _ = load_checkpoint(pretrained, expect_kind="mlm")
+    args = json.loads((pretrained / "training_args.json").read_text())
+    torch.manual_seed(0)
+    save_checkpoint(out, BertForMaskedLM(replace(model.config)), tokenizer,
+                    {**args, "stage": "random-init", "summary": {"steps": 0}})
+
+
+def read_csv(path: Path) -> tuple[list[str], list[str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def tfidf(train: Path, test: Path) -> dict | None:
+    try:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import accuracy_score, f1_score
+        from sklearn.pipeline import make_pipeline, make_union
+    except ImportError:
+        return None
+    x_train, y_train = read_csv(train)
+    x_test, y_test = read_csv(test)
+    features = make_union(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+                          TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))
+    model = make_pipeline(features, LogisticRegression(C=10, max_iter=2000)).fit(x_train, y_train)
+    predicted = model.predict(x_test)
+    return {"accuracy": accuracy_score(y_test, predicted), "macro_f1": f1_score(y_test, predicted, average="macro")}
+
+
+def run_dataset(name: str, args, work: Path, env: dict) -> dict:
+    train, test = (SHARED / name / f for f in SPLITS[name])
+    folder = work / name
+    start = time.perf_counter()
+    tinylm("tokenize", train, "--out", folder / "tok", "--vocab-size", args.vocab_size, env=env)
+    tinylm("pretrain", train, "--tokenizer", folder / "tok", "--out", folder / "base", "--preset", args.preset,
+           "--max-minutes", args.pretrain_minutes, "--overwrite", "-q", env=env)
+    random_base(folder / "base", folder / "random")
+    result = {"dataset": name}
+    for column, base in (("tinylm", folder / "base"), ("no_pretraining", folder / "random")):
+        out = folder / f"clf-{column}"
+        tinylm("finetune", train, "--base", base, "--out", out, "--max-minutes", args.finetune_minutes,
+               "--epochs", args.max_epochs, "--overwrite", "-q", env=env)
+        report = json.loads(tinylm("eval", out, test, "--json", env=env))
+        result[column] = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+    result["tfidf"] = None if args.no_tfidf else tfidf(train, test)
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def cell(figures: dict | None) -> str:
+    return f"{figures['accuracy']:.3f} / {figures['macro_f1']:.3f}" if figures else "-"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default=",".join(SPLITS))
+    parser.add_argument("--pretrain-minutes", type=float, default=15)
+    parser.add_argument("--finetune-minutes", type=float, default=5)
+    parser.add_argument("--max-epochs", type=int, default=100, help="fine-tuning epochs if the budget allows")
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench-quality")
+    parser.add_argument("--no-tfidf", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    results = []
+    print(f"budgets: pretrain {args.pretrain_minutes:g} min, finetune {args.finetune_minutes:g} min; "
+          f"preset {args.preset}; accuracy / macro-F1 on the test split", flush=True)
+    print(f"{'data set':14} {'tinylm':>15} {'no pretraining':>15} {'TF-IDF + LR':>15}", flush=True)
+    for name in args.datasets.split(","):
+        if name not in SPLITS:
+            sys.exit(f"unknown data set {name!r}; choose from {', '.join(SPLITS)}")
+        result = run_dataset(name, args, args.workdir, env)
+        results.append(result)
+        print(f"{name:14} {cell(result['tinylm']):>15} {cell(result['no_pretraining']):>15} "
+              f"{cell(result['tfidf']):>15}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()

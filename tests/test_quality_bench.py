@@ -1,0 +1,19 @@
+"""The quality benchmark's quick version: the real CLI pipeline on TREC under tiny budgets."""
+
+import importlib.util
+
+import pytest
+
+from conftest import ROOT, SHARED
+
+
+@pytest.mark.skipif(not (SHARED / "trec").is_dir(), reason="../shared/datasets is not here")
+def test_quality_benchmark_runs_all_columns_on_a_budget(tmp_path):
+    spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    (result,) = quality.main(["--datasets", "trec", "--pretrain-minutes", "0.1", "--finetune-minutes", "0.1",
+                              "--preset", "tiny", "--no-tfidf", "--workdir", str(tmp_path)])
+    for column in ("tinylm", "no_pretraining"):
+        assert 1 / 6 < result[column]["accuracy"] <= 1 and 0 < result[column]["macro_f1"] <= 1  # above chance
+    assert (tmp_path / "trec" / "random" / "model.safetensors").is_file()
