@@ -114,6 +114,8 @@ CASES = {
                                           "--keep-checkpoints", "0"], "--keep-checkpoints must be at least 1"),
     "unknown class weights": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
                                             "--class-weights", "sometimes"], "--class-weights must be none or balanced"),
+    "unknown long-docs": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
+                                        "--long-docs", "split"], "--long-docs must be truncate or windows"),
     "unknown nan policy": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
                                          "--on-nan", "ignore"], "--on-nan must be stop or skip"),
     "labelled txt": (lambda t, k: (t / "p.txt").write_text("a\n") and

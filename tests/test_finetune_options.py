@@ -1,5 +1,6 @@
 """Fine-tuning options for real data: balanced class weights."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -27,3 +28,54 @@ def test_weighted_batches_give_the_weighted_loss():
     expected = F.cross_entropy(logits, batch.inputs["labels"], weight=weights)
     assert torch.allclose(loss, expected)
     assert not torch.allclose(loss, F.cross_entropy(logits, batch.inputs["labels"]))
+
+
+def test_windows_cover_a_long_document_in_order(trained):
+    from tinylm.data import encode_windows
+    from tinylm.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(trained / "tokenizer")
+    text = " ".join(["invoice total paper toner"] * 20)
+    ids = tokenizer.encode(text, add_special_tokens=False).ids
+    windows, owners = encode_windows(tokenizer, [text, "short"], seq_len=16)
+    doc = [w for w, o in zip(windows, owners) if o == 0]
+    assert all(len(w) <= 16 and w[0] == tokenizer.token_to_id("[CLS]") and w[-1] == tokenizer.token_to_id("[SEP]")
+               for w in windows)
+    assert [t for w in doc for t in w[1:-1]] == ids[: 8 * 14]  # consecutive, capped at 8 windows
+    assert owners.count(1) == 1
+
+
+def test_window_predictions_are_the_mean_over_a_documents_windows(trained):
+    from tinylm.checkpoint import load_checkpoint
+    from tinylm.data import encode_windows, pad_batch
+    from tinylm.evaluate import predict_proba
+
+    model, tokenizer, _ = load_checkpoint(trained / "classifier", expect_kind="classifier")
+    texts = [" ".join(["hotel taxi flight"] * 12), "toner paper", " ".join(["licence cloud"] * 9)]
+    probs = predict_proba(model, tokenizer, texts, seq_len=12, long_docs="windows")
+    windows, owners = encode_windows(tokenizer, texts, 12)
+    for doc in range(3):
+        mine = [w for w, o in zip(windows, owners) if o == doc]
+        with torch.no_grad():
+            each = torch.softmax(torch.cat([model(*pad_batch([w], 0)) for w in mine]), -1)
+        assert torch.allclose(probs[doc], each.mean(0), atol=1e-5)
+    assert not torch.allclose(probs, predict_proba(model, tokenizer, texts, seq_len=12))  # truncation differs
+
+
+def test_finetune_with_windows_is_remembered_by_eval(capsys, trained, tmp_path):
+    import json
+
+    from conftest import write_labelled_csv
+    from tinylm.cli import main
+    from tinylm.evaluate import checkpoint_long_docs
+
+    data = write_labelled_csv(tmp_path / "d.csv", n=60)
+    with pytest.raises(SystemExit) as done:
+        main([str(a) for a in ["finetune", data, "--base", trained / "base", "--out", tmp_path / "clf", "--epochs",
+                               "1", "--seq-len", "12", "--long-docs", "windows", "-q"]])
+    assert done.value.code in (0, None)
+    assert json.loads((tmp_path / "clf" / "training_args.json").read_text())["train"]["long_docs"] == "windows"
+    assert checkpoint_long_docs(tmp_path / "clf") == "windows" and checkpoint_long_docs(trained / "classifier") == "truncate"
+    with pytest.raises(SystemExit) as done:
+        main(["eval", str(tmp_path / "clf"), str(data), "--json"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] == 60

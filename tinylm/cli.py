@@ -178,6 +178,9 @@ def finetune(
     pooling: Annotated[Optional[str], typer.Option(help="mean (of token states; learns fast) or cls (BERT's [CLS] pooler).")] = None,
     class_weights: Annotated[Optional[str], typer.Option(help="none, or balanced: weigh each class in the loss by "
                                                          "n / (classes x its count), for imbalanced labels.")] = None,
+    long_docs: Annotated[Optional[str], typer.Option(help="truncate: keep a long document's beginning; windows: read "
+                                                     "it in windows of --seq-len (up to 8), averaging their "
+                                                     "predictions (eval and predict follow).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with a [train] table.")] = None,
     precision: Precision = "auto",
@@ -198,11 +201,12 @@ def finetune(
 ):
     """Fine-tune a base checkpoint for text classification; keeps the epoch with the best validation accuracy.
 
-    Documents longer than --seq-len tokens are truncated (the beginning is kept).
+    Documents longer than --seq-len tokens are truncated (the beginning is kept), or read in windows with
+    --long-docs windows.
     """
     from tinylm.finetune import finetune as run
 
-    flags = dict(epochs=epochs, max_minutes=max_minutes, class_weights=class_weights, lr=lr, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, seed=seed, pooling=pooling,
+    flags = dict(epochs=epochs, max_minutes=max_minutes, class_weights=class_weights, long_docs=long_docs, lr=lr, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, seed=seed, pooling=pooling,
                  text_column=text_column, label_column=label_column)
     cfg = resolve_finetune(config, flags)
     if print_config:

@@ -84,6 +84,7 @@ class FinetuneConfig:
     seq_len: int | None = None  # None: 256, or the base model's max_position_embeddings if smaller
     pooling: str = "mean"  # "mean" of the token states, or BERT's "cls"
     class_weights: str = "none"  # or "balanced": each class weighs n / (k * n_class) in the loss
+    long_docs: str = "truncate"  # or "windows": read long documents in windows (mean of their probabilities)
     seed: int = 0
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01

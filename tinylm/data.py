@@ -230,6 +230,34 @@ def encode_documents(tokenizer: Tokenizer, texts: list[str], seq_len: int) -> li
         tokenizer.no_truncation()
 
 
+LONG_DOCS = ("truncate", "windows")
+MAX_WINDOWS = 8  # windows per document: a very long document must not outweigh the others in training
+
+
+def encode_windows(tokenizer: Tokenizer, texts: list[str], seq_len: int,
+                   max_windows: int = MAX_WINDOWS) -> tuple[list[list[int]], list[int]]:
+    """Each document as consecutive [CLS] piece [SEP] windows of up to seq_len tokens, covering its first
+    max_windows * (seq_len - 2) tokens. Returns (windows, the index of the document each window comes from)."""
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    body = seq_len - 2
+    encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+    windows, owners = [], []
+    for i, enc in enumerate(encode(texts, add_special_tokens=False)):
+        ids = enc.ids
+        for start in range(0, max(len(ids), 1), body)[:max_windows]:
+            windows.append([cls_id, *ids[start:start + body], sep_id])
+            owners.append(i)
+    return windows, owners
+
+
+def encode_for_classification(tokenizer: Tokenizer, texts: list[str], seq_len: int,
+                              long_docs: str = "truncate") -> tuple[list[list[int]], list[int]]:
+    """(sequences, owner document of each): one truncated sequence per document, or its windows."""
+    if long_docs == "windows":
+        return encode_windows(tokenizer, texts, seq_len)
+    return encode_documents(tokenizer, texts, seq_len), list(range(len(texts)))
+
+
 def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad to the longest sequence; returns (input_ids, attention_mask)."""
     width = max(len(s) for s in sequences)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 
 from tinylm.checkpoint import ARGS_FILE, load_checkpoint
-from tinylm.data import encode_documents, pack_documents, pad_batch, read_records, read_texts
+from tinylm.data import LONG_DOCS, encode_for_classification, pack_documents, pad_batch, read_records, read_texts
 from tinylm.errors import TinyLMError
 from tinylm.inspection import read_json
 from tinylm.masking import mask_tokens
@@ -24,11 +24,15 @@ ERROR_COLUMNS = ["where", "text", "label", "predicted", "probability"]  # then o
 
 
 def predict_proba(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, batch_size: int = 64,
-                  device: torch.device | None = None) -> torch.Tensor:
-    """Class probabilities (N, num_labels) in input order. Sorting by length keeps padding per batch small."""
+                  device: torch.device | None = None, long_docs: str = "truncate") -> torch.Tensor:
+    """Class probabilities (N, num_labels) in input order. Sorting by length keeps padding per batch small.
+
+    long_docs="windows": a document longer than seq_len is read in consecutive windows whose class
+    probabilities are averaged.
+    """
     device = device or torch.device("cpu")
     model.to(device).eval()
-    sequences = encode_documents(tokenizer, texts, seq_len)
+    sequences, owners = encode_for_classification(tokenizer, texts, seq_len, long_docs)
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     probs = torch.empty(len(sequences), model.num_labels)  # a normal tensor: callers may edit it in place
     pad_id = tokenizer.token_to_id("[PAD]")
@@ -38,6 +42,10 @@ def predict_proba(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, b
         with torch.inference_mode():
             logits = model(input_ids.to(device), attention_mask.to(device))
             probs[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
+    if long_docs == "windows":  # the mean over each document's windows
+        index = torch.tensor(owners)
+        counts = torch.bincount(index, minlength=len(texts)).clamp(min=1).unsqueeze(1)
+        probs = torch.zeros(len(texts), model.num_labels).index_add_(0, index, probs) / counts
     return probs
 
 
@@ -74,6 +82,15 @@ def checkpoint_seq_len(ckpt_dir: Path, model) -> int:
         return limit
 
 
+def checkpoint_long_docs(ckpt_dir: Path) -> str:
+    """How the classifier read documents longer than its sequence length in training: truncate or windows."""
+    try:
+        mode = read_json(Path(ckpt_dir) / ARGS_FILE)["train"].get("long_docs", "truncate")
+    except (KeyError, TypeError, AttributeError):
+        return "truncate"
+    return mode if mode in LONG_DOCS else "truncate"
+
+
 def checkpoint_scrub_kinds(ckpt_dir: Path) -> tuple[str, ...]:
     """The PII kinds the checkpoint's training data was scrubbed of: inference must see the same placeholders."""
     return tuple(read_json(Path(ckpt_dir) / ARGS_FILE).get("scrub_pii") or ())
@@ -105,7 +122,8 @@ def evaluate_predictions(ckpt_dir: Path, data: Path, text_column: str = "text", 
         raise TinyLMError(f"label(s) {', '.join(map(repr, unseen))} (first at {where}) were never seen in training; "
                           f"the model knows {', '.join(id2label.values())}")
     texts = scrubbed_texts(ckpt_dir, [r.text for r in records], scrub_pii)
-    probs = predict_proba(model, tokenizer, texts, checkpoint_seq_len(ckpt_dir, model), batch_size)
+    probs = predict_proba(model, tokenizer, texts, checkpoint_seq_len(ckpt_dir, model), batch_size,
+                          long_docs=checkpoint_long_docs(ckpt_dir))
     labels = [id2label[i] for i in range(len(id2label))]
     report = classification_report([label2id[r.label] for r in records], probs.argmax(-1).tolist(), labels)
     rows = []
@@ -128,7 +146,7 @@ def predict(ckpt_dir: Path, data: Path, text_column: str = "text", id_column: st
     model, tokenizer, meta = load_checkpoint(ckpt_dir, expect_kind="classifier")
     records = read_records(data, text_column, id_column=id_column, encoding=encoding)
     probs = predict_proba(model, tokenizer, scrubbed_texts(ckpt_dir, [r.text for r in records], scrub_pii),
-                          checkpoint_seq_len(ckpt_dir, model), batch_size)
+                          checkpoint_seq_len(ckpt_dir, model), batch_size, long_docs=checkpoint_long_docs(ckpt_dir))
     labels = [meta["id2label"][i] for i in range(len(meta["id2label"]))]
     rows = []
     for record, p in zip(records, probs.tolist()):

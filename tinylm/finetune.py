@@ -12,7 +12,7 @@ import torch
 
 from tinylm.checkpoint import RUN_CONFIG, load_checkpoint, save_checkpoint
 from tinylm.config import FinetuneConfig, RunOptions, check_positive, to_toml
-from tinylm.data import Record, encode_documents, pad_batch, read_records
+from tinylm.data import LONG_DOCS, Record, encode_for_classification, pad_batch, read_records
 from tinylm.errors import TinyLMError
 from tinylm.evaluate import classification_report, predict_proba
 from tinylm.model import POOLINGS, BertForSequenceClassification
@@ -87,6 +87,8 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
     check_positive(cfg, ("epochs", "max_minutes", "batch_size", "lr", "seq_len", "log_every"))
     if cfg.pooling not in POOLINGS:
         raise TinyLMError(f"--pooling must be one of {', '.join(POOLINGS)}, got {cfg.pooling!r}")
+    if cfg.long_docs not in LONG_DOCS:
+        raise TinyLMError(f"--long-docs must be truncate or windows, got {cfg.long_docs!r}")
     if cfg.class_weights not in ("none", "balanced"):
         raise TinyLMError(f"--class-weights must be none or balanced, got {cfg.class_weights!r}")
     if not 0 < cfg.val_fraction < 1:
@@ -128,8 +130,9 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
     model = BertForSequenceClassification(base.config, num_labels=len(labels), pooling=cfg.pooling)
     model.bert.load_state_dict(base.bert.state_dict(), strict=False)  # the pooler is new, as in BERT fine-tuning
     del base
-    sequences = encode_documents(tokenizer, [r.text for r in train_records], cfg.seq_len)
-    targets = [label2id[r.label] for r in train_records]
+    sequences, owners = encode_for_classification(tokenizer, [r.text for r in train_records], cfg.seq_len,
+                                                  cfg.long_docs)  # with windows, each window carries its label
+    targets = [label2id[train_records[i].label] for i in owners]
     steps_per_epoch = math.ceil(len(sequences) / cfg.batch_size)
     console.print(f"fine-tuning on {len(train_records):,} documents ({len(labels)} labels), validating on "
                   f"{len(val_records):,}; {cfg.epochs} epochs of {steps_per_epoch} steps, {resolved_precision} on {dev.type}")
@@ -144,7 +147,8 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
     best = {"val_accuracy": -1.0}
 
     def on_epoch_end(epoch: int, step: int) -> dict:
-        probs = predict_proba(model, tokenizer, [r.text for r in val_records], cfg.seq_len, device=dev)
+        probs = predict_proba(model, tokenizer, [r.text for r in val_records], cfg.seq_len, device=dev,
+                              long_docs=cfg.long_docs)
         report = classification_report([label2id[r.label] for r in val_records], probs.argmax(-1).tolist(), labels)
         figures = {"val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]}
         improved = figures["val_accuracy"] > best["val_accuracy"]
