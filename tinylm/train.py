@@ -161,7 +161,8 @@ def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
 
 def fit_to_budget(cfg: "LoopConfig", scheduler, counters: dict, seconds_per_step: float, limit: int):
     """--max-minutes: shorten (or lengthen, up to the step limit) the run and its LR schedule so that it ends
-    within the budget at the pace measured so far; a fine-tuning run ends on an epoch boundary."""
+    within the budget at the pace measured so far, on an epoch boundary for fine-tuning. If the pace slows and
+    the budget runs out anyway, the run ends at once: the budget is a limit."""
     remaining = 60 * cfg.max_minutes - counters["elapsed_s"]
     steps = counters["step"] + max(0, int(remaining / max(seconds_per_step, 1e-9)))
     if cfg.step_multiple > 1:
