@@ -3,7 +3,6 @@ saves, non-finite values and mismatched resumes stop with one clear line and kee
 
 import errno
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -68,8 +68,7 @@ def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: d
 
     model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: save the module's own names
     kind = model_kind(model)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k not in TIED_KEYS}
-    save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "tinylm_kind": kind})
+    save_file(stored_state(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "tinylm_kind": kind})
     config = {"model_type": "bert", "architectures": [KINDS[kind]], **asdict(model.config),
               "kind": kind, "tinylm_version": __version__}
     if id2label is not None:
@@ -87,6 +86,11 @@ def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: d
             link_tree(out_dir / name, tmp / name)
     commit_dir(tmp, out_dir)
     return out_dir
+
+
+def stored_state(model) -> dict:
+    """What a weights file holds: the state dict on the CPU, without the tied decoder (re-tied on load)."""
+    return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k not in TIED_KEYS}
 
 
 def link_tree(src: Path, dst: Path):
@@ -195,24 +199,27 @@ def load_checkpoint(ckpt_dir: Path, expect_kind: str | None = None):
 
 def load_weights(model, path: Path):
     """Load safetensors weights after checking every name, shape and dtype against the model."""
-    if not path.is_file():
-        raise TinyLMError(f"{path} is missing; the checkpoint is incomplete")
+    tensors = read_tensors(path)
     expected = {k: v for k, v in model.state_dict().items() if k not in TIED_KEYS}
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            names = set(f.keys())
-            missing, unexpected = sorted(set(expected) - names), sorted(names - set(expected) - set(TIED_KEYS))
-            if missing or unexpected:
-                raise TinyLMError(f"{path} does not match config.json: missing {missing[:3]}, unexpected {unexpected[:3]}")
-            state = {}
-            for name, ref in expected.items():
-                tensor = f.get_tensor(name)
-                if tensor.shape != ref.shape or tensor.dtype != ref.dtype:
-                    raise TinyLMError(f"{path}: {name} has shape {tuple(tensor.shape)} {tensor.dtype}, "
-                                      f"config.json implies {tuple(ref.shape)} {ref.dtype}")
-                state[name] = tensor
-    except (SafetensorError, OSError, ValueError) as e:
-        raise TinyLMError(f"{path} is corrupt or not a safetensors file ({str(e)[:120]})") from None
-    model.load_state_dict(state, strict=False)
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected) - set(TIED_KEYS))
+    if missing or unexpected:
+        raise TinyLMError(f"{path} does not match config.json: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for name, ref in expected.items():
+        tensor = tensors[name]
+        if tensor.shape != ref.shape or tensor.dtype != ref.dtype:
+            raise TinyLMError(f"{path}: {name} has shape {tuple(tensor.shape)} {tensor.dtype}, "
+                              f"config.json implies {tuple(ref.shape)} {ref.dtype}")
+    model.load_state_dict({name: tensors[name] for name in expected}, strict=False)
     if isinstance(model, BertForMaskedLM):
         model.tie_weights()
+
+
+def read_tensors(path: Path) -> dict:
+    """Every tensor of a safetensors file, or a one-line error: missing, or corrupt / not safetensors."""
+    if not Path(path).is_file():
+        raise TinyLMError(f"{path} is missing; the checkpoint is incomplete")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise TinyLMError(f"{path} is corrupt or not a safetensors file ({str(e)[:120]})") from None

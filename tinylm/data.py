@@ -64,7 +64,7 @@ def _lines(path: Path, encoding: str):
         raise TinyLMError(f"cannot read {path}: {e.strerror}") from None
 
 
-def _table_rows(path: Path, encoding: str):
+def table_rows(path: Path, encoding: str):
     """Yield (line_number, dict) for each row of a CSV/TSV/JSONL file, streamed."""
     if path.suffix.lower() == ".jsonl":
         for number, line in _lines(path, encoding):
@@ -130,7 +130,7 @@ def iter_records(paths: list[Path] | Path, text_column: str = "text", label_colu
                 yield record
         elif path.suffix.lower() in TABLE_SUFFIXES:
             rows = 0
-            for number, row in _table_rows(path, encoding):
+            for number, row in table_rows(path, encoding):
                 where = f"{path}:{number}"
                 label = _column(row, label_column, path, number, "--label-column").strip() if label_column else None
                 if label_column and not label:
@@ -169,12 +169,16 @@ def read_texts(paths, text_column: str = "text", encoding: str = "utf-8") -> lis
 
 # ---- pretraining: pack documents into full rows --------------------------------------------------------------
 
+def encode_plain(tokenizer: Tokenizer, texts: list[str]):
+    """Token ids without special tokens, encoded in parallel. encode_batch_fast (tokenizers >= 0.21) skips the
+    character offsets, which nothing here needs: ~9% faster."""
+    return getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)(texts, add_special_tokens=False)
+
+
 def token_stream(tokenizer: Tokenizer, texts: list[str], dtype=np.int64) -> np.ndarray:
     """Every document's ids followed by [SEP], concatenated; encoded in parallel by tokenizers."""
     sep_id = tokenizer.token_to_id("[SEP]")
-    # encode_batch_fast (tokenizers >= 0.21) skips the character offsets that packing does not need: ~9% faster.
-    encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
-    encodings = encode(texts, add_special_tokens=False)
+    encodings = encode_plain(tokenizer, texts)
     pieces = [np.asarray(enc.ids + [sep_id], dtype=dtype) for enc in encodings if enc.ids]
     return np.concatenate(pieces) if pieces else np.empty(0, dtype=dtype)
 
@@ -240,9 +244,8 @@ def encode_windows(tokenizer: Tokenizer, texts: list[str], seq_len: int,
     max_windows * (seq_len - 2) tokens. Returns (windows, the index of the document each window comes from)."""
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     body = seq_len - 2
-    encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
     windows, owners = [], []
-    for i, enc in enumerate(encode(texts, add_special_tokens=False)):
+    for i, enc in enumerate(encode_plain(tokenizer, texts)):
         ids = enc.ids
         for start in range(0, max(len(ids), 1), body)[:max_windows]:
             windows.append([cls_id, *ids[start:start + body], sep_id])

@@ -16,9 +16,9 @@ from tinylm.checkpoint import ARGS_FILE, load_checkpoint
 from tinylm.data import LONG_DOCS, encode_for_classification, pack_documents, pad_batch, read_records, read_texts
 from tinylm.errors import TinyLMError
 from tinylm.inspection import read_json
-from tinylm.masking import mask_tokens
+from tinylm.masking import mask_rows, special_positions
 from tinylm.pii import DEFAULT_KINDS, scrub_all
-from tinylm.tokenizer import CLS, MASK, PAD, SEP, SPECIAL_TOKENS
+from tinylm.tokenizer import SPECIAL_TOKENS
 
 ERROR_COLUMNS = ["where", "text", "label", "predicted", "probability"]  # then one p_<label> column per class
 
@@ -170,10 +170,9 @@ def mlm_metrics(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, mlm
     model.to(device).eval()
     input_ids = torch.from_numpy(pack_documents(tokenizer, texts, seq_len))
     ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
-    special = (input_ids == ids[PAD]) | (input_ids == ids[CLS]) | (input_ids == ids[SEP])
-    inputs, labels = mask_tokens(input_ids, special, ids[MASK], tokenizer.get_vocab_size(), mlm_probability,
-                                 torch.Generator().manual_seed(seed), first_regular_id=max(ids.values()) + 1)
-    attention_mask = (input_ids != ids[PAD]).long()  # only the last row has padding; full rows drop the mask
+    # only the last row has padding; full rows drop the mask
+    inputs, attention_mask, labels = mask_rows(input_ids, ids, tokenizer.get_vocab_size(), mlm_probability,
+                                               torch.Generator().manual_seed(seed))
     n_tokens, correct, total_ce = 0, 0, 0.0
     for start in range(0, len(inputs), batch_size):
         targets = labels[start:start + batch_size].to(device)
@@ -187,7 +186,8 @@ def mlm_metrics(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, mlm
             correct += int((logits.argmax(-1) == targets).sum())
         n_tokens += targets.numel()
     if not n_tokens:
-        raise TinyLMError(f"no token was masked in {len(texts)} document(s) of {int((~special).sum())} token(s); "
+        regular = int((~special_positions(input_ids, ids)).sum())
+        raise TinyLMError(f"no token was masked in {len(texts)} document(s) of {regular} token(s); "
                           "give more text, or another --seed")
     cross_entropy = total_ce / n_tokens
     return {"n_tokens": n_tokens, "accuracy": correct / n_tokens, "cross_entropy": cross_entropy,

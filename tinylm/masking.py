@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from tinylm.tokenizer import CLS, MASK, PAD, SEP
+
 
 def mask_tokens(input_ids: torch.Tensor, special_mask: torch.Tensor, mask_id: int, vocab_size: int,
                 mlm_probability: float = 0.15, generator: torch.Generator | None = None,
@@ -31,3 +33,20 @@ def mask_tokens(input_ids: torch.Tensor, special_mask: torch.Tensor, mask_id: in
     random_ids = torch.randint(first_regular_id, vocab_size, input_ids.shape, generator=generator)
     inputs[to_random] = random_ids[to_random]
     return inputs, labels
+
+
+def special_positions(input_ids: torch.Tensor, ids: dict[str, int]) -> torch.Tensor:
+    """True at [CLS], [SEP] and [PAD]: the positions never selected for prediction."""
+    return (input_ids == ids[PAD]) | (input_ids == ids[CLS]) | (input_ids == ids[SEP])
+
+
+def mask_rows(input_ids: torch.Tensor, ids: dict[str, int], vocab_size: int, mlm_probability: float,
+              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows of packed token ids -> (masked input_ids, attention_mask, labels), for pretraining and evaluation.
+
+    ids maps the special tokens to their ids. Random replacements start after the last special token: 5 for our
+    tokenizers, 104 for an imported BERT vocabulary ([PAD]=0, [unused*], [UNK]=100 ... [MASK]=103).
+    """
+    inputs, labels = mask_tokens(input_ids, special_positions(input_ids, ids), ids[MASK], vocab_size,
+                                 mlm_probability, generator, first_regular_id=max(ids.values()) + 1)
+    return inputs, (input_ids != ids[PAD]).long(), labels

@@ -14,13 +14,13 @@ from tinylm.checkpoint import METRICS_FILE, RUN_CONFIG, WEIGHTS_FILE, check_out_
 from tinylm.config import BertConfig, PretrainConfig, RunOptions, check_positive, to_toml
 from tinylm.data import PackedRows
 from tinylm.errors import TinyLMError
-from tinylm.masking import mask_tokens
+from tinylm.masking import mask_rows
 from tinylm.model import BertForMaskedLM
 from tinylm.pii import PLACEHOLDERS
 from tinylm.provenance import build_manifest, file_records, now, parent_record, scrub_record, scrubbed_kinds
 from tinylm.shards import corpus_key, encode_corpus
 from tinylm.state import checkpoint_root, latest_checkpoint
-from tinylm.tokenizer import CLS, MASK, PAD, SEP, SPECIAL_TOKENS, TOKENIZER_FILE, load_tokenizer
+from tinylm.tokenizer import CLS, PAD, SPECIAL_TOKENS, TOKENIZER_FILE, load_tokenizer
 from tinylm.train import Batch, LoopConfig, MetricsLog, console, resolve_device, resolve_precision, train
 
 
@@ -40,9 +40,6 @@ class MLMBatches:
                  mlm_probability: float):
         self.rows, self.batch_size, self.seed, self.ids = rows, batch_size, seed, ids
         self.vocab_size, self.mlm_probability = vocab_size, mlm_probability
-        # Random replacements start after the last special token: 5 for our tokenizers, 104 for an imported BERT
-        # vocabulary ([PAD]=0, [unused*], [UNK]=100 ... [MASK]=103), whose specials are not at 0..4.
-        self.first_regular_id = max(ids.values()) + 1
         self._orders: dict[int, np.ndarray] = {}
 
     def order(self, epoch: int) -> np.ndarray:
@@ -55,12 +52,9 @@ class MLMBatches:
         position = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
         epochs, offsets = np.divmod(position, len(self.rows))
         indices = np.concatenate([self.order(e)[offsets[epochs == e]] for e in np.unique(epochs)])
-        input_ids = torch.from_numpy(self.rows.take(indices))
-        ids = self.ids
-        attention_mask = (input_ids != ids[PAD]).long()
-        special = (input_ids == ids[PAD]) | (input_ids == ids[CLS]) | (input_ids == ids[SEP])
-        inputs, labels = mask_tokens(input_ids, special, ids[MASK], self.vocab_size, self.mlm_probability,
-                                     step_generator(self.seed, step), first_regular_id=self.first_regular_id)
+        inputs, attention_mask, labels = mask_rows(torch.from_numpy(self.rows.take(indices)), self.ids,
+                                                   self.vocab_size, self.mlm_probability,
+                                                   step_generator(self.seed, step))
         return Batch({"input_ids": inputs, "attention_mask": attention_mask, "labels": labels},
                      n_tokens=int(attention_mask.sum()), epoch=int(epochs[0]) + 1)
 

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 from tinylm.checkpoint import METRICS_FILE, read_json_object
-from tinylm.data import _table_rows
+from tinylm.data import table_rows
 from tinylm.errors import TinyLMError
 
 NUMBER_KEYS = ("step", "loss", "lr", "epoch", "val_accuracy", "val_macro_f1")  # the keys plotted; others are ignored
@@ -23,7 +23,7 @@ def read_metrics(path: Path) -> list[dict]:
         raise TinyLMError(f"{path.parent} has no {METRICS_FILE}: give a folder written by `tinylm pretrain` or "
                           "`tinylm finetune`")
     records = []
-    for number, record in _table_rows(path, "utf-8"):  # the JSONL reader of the data files, errors and all
+    for number, record in table_rows(path, "utf-8"):  # the JSONL reader of the data files, errors and all
         for key in NUMBER_KEYS:
             value = record.get(key)
             if key in record and (isinstance(value, bool) or not isinstance(value, (int, float))):

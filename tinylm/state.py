@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from tinylm.checkpoint import CHECKPOINTS, TIED_KEYS, WEIGHTS_FILE, commit_dir, load_weights, read_json_object
+from tinylm.checkpoint import (CHECKPOINTS, WEIGHTS_FILE, commit_dir, load_weights, read_json_object, read_tensors,
+                               stored_state)
 from tinylm.errors import TinyLMError
 
 OPTIMIZER_FILE, RNG_FILE, STATE_FILE = "optimizer.safetensors", "rng.safetensors", "trainer_state.json"
@@ -46,8 +46,7 @@ def save_state(out_dir: Path, model, optimizer, scheduler, counters: dict, run_a
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k not in TIED_KEYS}
-        save_file(weights, str(tmp / WEIGHTS_FILE))
+        save_file(stored_state(model), str(tmp / WEIGHTS_FILE))
         tensors, groups = _optimizer_tensors(optimizer)
         save_file(tensors, str(tmp / OPTIMIZER_FILE))
         save_file(_rng_tensors(), str(tmp / RNG_FILE))
@@ -73,7 +72,7 @@ def load_state(folder: Path, model, optimizer, scheduler) -> dict:
         if key not in state:
             raise TinyLMError(f"{folder / STATE_FILE} lacks {key!r}; the checkpoint is damaged")
     load_weights(model, folder / WEIGHTS_FILE)
-    tensors = _read_tensors(folder / OPTIMIZER_FILE)
+    tensors = read_tensors(folder / OPTIMIZER_FILE)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     per_param: dict[int, dict] = {}
     for name, tensor in tensors.items():
@@ -92,7 +91,7 @@ def load_state(folder: Path, model, optimizer, scheduler) -> dict:
     _check_like(state["scheduler"], scheduler.state_dict(), f"{where}: scheduler")
     optimizer.load_state_dict({"state": per_param, "param_groups": state["param_groups"]})
     scheduler.load_state_dict(state["scheduler"])
-    _restore_rng(_read_tensors(folder / RNG_FILE), state["rng"])
+    _restore_rng(read_tensors(folder / RNG_FILE), state["rng"])
     return {"counters": state["counters"], "run_args": state["run_args"]}
 
 
@@ -138,14 +137,4 @@ def _restore_rng(tensors: dict, saved: dict):
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     version, internal, gauss = saved["python"]
     random.setstate((version, tuple(internal), gauss))
-
-
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise TinyLMError(f"{path} is missing; the checkpoint is incomplete")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {name: f.get_tensor(name) for name in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise TinyLMError(f"{path} is corrupt or not a safetensors file ({str(e)[:120]})") from None
 

@@ -13,7 +13,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from rich.console import Console
@@ -167,9 +167,14 @@ def fit_to_budget(cfg: "LoopConfig", scheduler, counters: dict, seconds_per_step
     steps = counters["step"] + max(0, int(remaining / max(seconds_per_step, 1e-9)))
     if cfg.step_multiple > 1:
         steps = max(cfg.step_multiple, steps // cfg.step_multiple * cfg.step_multiple)
-    cfg.max_steps = max(counters["step"], 1, min(limit, steps))
-    scheduler.shape.update(warmup=math.ceil(cfg.warmup_ratio * cfg.max_steps), total=cfg.max_steps)
-    counters["max_steps"] = cfg.max_steps
+    counters["max_steps"] = max(counters["step"], 1, min(limit, steps))
+    set_length(cfg, scheduler, counters["max_steps"])
+
+
+def set_length(cfg: "LoopConfig", scheduler, steps: int):
+    """The run ends after `steps` steps, and the LR schedule's warmup and decay are scaled to that length."""
+    cfg.max_steps = steps
+    scheduler.shape.update(warmup=math.ceil(cfg.warmup_ratio * steps), total=steps)
 
 
 class MetricsLog:
@@ -226,8 +231,7 @@ def train(model: torch.nn.Module, batch_at: Callable[[int], Batch], cfg: LoopCon
         counters.update({k: v for k, v in restored["counters"].items() if k != "stage"})
         stage_state.update(restored["counters"].get("stage", {}))
         if "max_steps" in counters:  # the length a time budget fitted
-            cfg.max_steps = counters["max_steps"]
-            scheduler.shape.update(warmup=math.ceil(cfg.warmup_ratio * cfg.max_steps), total=cfg.max_steps)
+            set_length(cfg, scheduler, counters["max_steps"])
         console.print(f"resuming from {found} (step {counters['step']:,} of {cfg.max_steps:,})")
     log.truncate_after(counters["step"])
 
