@@ -116,6 +116,15 @@ CASES = {
                                             "--class-weights", "sometimes"], "--class-weights must be none or balanced"),
     "unknown long-docs": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
                                         "--long-docs", "split"], "--long-docs must be truncate or windows"),
+    "negative max-minutes": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
+                                           "--max-minutes", "-1"], "--max-minutes must be positive"),
+    "zero save-minutes": (lambda t, k: ["pretrain", k / "train.csv", "--tokenizer", k / "tokenizer", "--out", t / "o",
+                                        "--preset", "tiny", "--save-minutes", "0"], "--save-minutes must be positive"),
+    "pretrain seq-len 1": (lambda t, k: ["pretrain", k / "train.csv", "--tokenizer", k / "tokenizer", "--out", t / "o",
+                                         "--preset", "tiny", "--seq-len", "1"], "--seq-len must be at least 2"),
+    "cache dir is a file": (lambda t, k: (t / "f").write_text("x") and
+                            ["pretrain", k / "train.csv", "--tokenizer", k / "tokenizer", "--out", t / "o",
+                             "--preset", "tiny", "--cache-dir", t / "f"], "cannot write the token cache"),
     "unknown nan policy": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
                                          "--on-nan", "ignore"], "--on-nan must be stop or skip"),
     "labelled txt": (lambda t, k: (t / "p.txt").write_text("a\n") and
