@@ -86,10 +86,29 @@ def run_dataset(name: str, args, work: Path, env: dict) -> dict:
         tinylm("finetune", train, "--base", base, "--out", out, "--max-minutes", args.finetune_minutes,
                "--epochs", args.max_epochs, "--overwrite", "-q", env=env)
         report = json.loads(tinylm("eval", out, test, "--json", env=env))
-        result[column] = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+        best = json.loads((out / "training_args.json").read_text())["best"]
+        result[column] = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "best_epoch": best["epoch"],
+                          "epochs": epochs_run(out)}
+    result["pretraining"] = pretraining_facts(folder / "base")
     result["tfidf"] = None if args.no_tfidf else tfidf(train, test)
     result["seconds"] = time.perf_counter() - start
     return result
+
+
+def read_metrics(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def epochs_run(folder: Path) -> int:
+    return max((r["epoch"] for r in read_metrics(folder) if "epoch" in r), default=0)
+
+
+def pretraining_facts(folder: Path) -> dict:
+    """How far pretraining got in its budget: steps, tokens, tokens/s and the MLM loss of its last logged steps."""
+    steps = [r for r in read_metrics(folder) if "loss" in r]
+    last = steps[-1] if steps else {}
+    return {"steps": last.get("step", 0), "tokens": last.get("tokens", 0), "tokens_per_s": last.get("tokens_per_s"),
+            "final_loss": sum(r["loss"] for r in steps[-5:]) / max(1, len(steps[-5:]))}
 
 
 def cell(figures: dict | None) -> str:
@@ -118,10 +137,12 @@ def main(argv=None):
             sys.exit(f"unknown data set {name!r}; choose from {', '.join(SPLITS)}")
         result = run_dataset(name, args, args.workdir, env)
         results.append(result)
+        facts = result["pretraining"]
         print(f"{name:14} {cell(result['tinylm']):>15} {cell(result['no_pretraining']):>15} "
-              f"{cell(result['tfidf']):>15}", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+              f"{cell(result['tfidf']):>15}   (pretraining {facts['steps']:,} steps, {facts['tokens']:,} tokens, "
+              f"MLM loss {facts['final_loss']:.2f}; {result['seconds'] / 60:.0f} min)", flush=True)
+        if args.json:  # after every data set, so that a long run's finished part is kept
+            args.json.write_text(json.dumps(results, indent=2))
     return results
 
 

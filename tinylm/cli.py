@@ -108,7 +108,7 @@ def pretrain(
     tokenizer: Annotated[Path, typer.Option(help="Folder with tokenizer.json (from `tinylm tokenize`).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the base checkpoint.")],
     preset: Annotated[str, typer.Option(help="tiny (tests), small (laptop), base (BERT-base sizes).")] = "small",
-    config: Annotated[Optional[Path], typer.Option(help="TOML file with [model] and [train] tables.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file with \\[model] and \\[train] tables.")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Optimisation steps (default: the preset's).")] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Passes over the corpus, instead of --max-steps.")] = None,
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: train as many steps as fit (at "
@@ -182,7 +182,7 @@ def finetune(
                                                      "it in windows of --seq-len (up to 8), averaging their "
                                                      "predictions (eval and predict follow).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML file with a [train] table.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file with a \\[train] table.")] = None,
     precision: Precision = "auto",
     device: Device = "auto",
     compile: Compile = False,
