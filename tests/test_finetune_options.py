@@ -1,5 +1,6 @@
-"""Fine-tuning options for real data: balanced class weights."""
+"""Fine-tuning options for real data: balanced class weights, length-grouped batches, long documents."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,28 @@ def test_weighted_batches_give_the_weighted_loss():
     expected = F.cross_entropy(logits, batch.inputs["labels"], weight=weights)
     assert torch.allclose(loss, expected)
     assert not torch.allclose(loss, F.cross_entropy(logits, batch.inputs["labels"]))
+
+
+def test_batches_cover_every_document_once_per_epoch_grouped_by_length():
+    rng = np.random.default_rng(1)
+    sequences = [[2] + [7] * int(n) + [3] for n in rng.integers(1, 200, size=1000)]
+    targets = list(range(1000))  # a document's target is its index, so that the test can see which ran
+    batches = ClassificationBatches(sequences, targets, 8, seed=0, pad_id=0)
+    assert batches.steps_per_epoch == 125
+    for epoch in range(2):
+        seen, padded = [], 0
+        for step in range(epoch * 125, (epoch + 1) * 125):
+            batch = batches(step)
+            seen += batch.inputs["labels"].tolist()
+            padded += batch.inputs["attention_mask"].numel()
+            assert batch.epoch == epoch + 1 and batch.epoch_end == (step == (epoch + 1) * 125 - 1)
+        assert sorted(seen) == targets  # each document exactly once
+        real = sum(map(len, sequences))
+        assert padded < 1.1 * real  # grouped by length: little padding (random batches of 8 carry ~50%)
+    first = [batches(s).inputs["input_ids"].shape for s in range(5)]
+    again = ClassificationBatches(sequences, targets, 8, seed=0, pad_id=0)
+    assert [again(s).inputs["input_ids"].shape for s in range(5)] == first  # a pure function of (seed, step)
+    assert [batches(125 + s).inputs["input_ids"].shape for s in range(5)] != first  # a new order each epoch
 
 
 def test_windows_cover_a_long_document_in_order(trained):

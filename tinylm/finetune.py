@@ -38,20 +38,40 @@ def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[lis
 
 class ClassificationBatches:
     """The batch of step i, as a pure function of (seed, i): epoch i // steps_per_epoch, shuffled afresh each
-    epoch, padded to its longest document. A resumed run jumps to its step; nothing is replayed."""
+    epoch, padded to its longest document. A resumed run jumps to its step; nothing is replayed.
+
+    Batches are grouped by length (as Hugging Face Trainer's group_by_length): the epoch's shuffled order is cut
+    into groups of GROUP batches, each group sorted by length and cut into batches, and the batches shuffled. A
+    batch then holds documents of similar length, so little of it is padding, while each batch is still a random
+    draw of documents.
+    """
+
+    GROUP = 50
 
     def __init__(self, sequences: list[list[int]], targets: list[int], batch_size: int, seed: int, pad_id: int,
                  class_weights: torch.Tensor | None = None):
         self.sequences, self.targets, self.batch_size, self.seed, self.pad_id = sequences, targets, batch_size, seed, pad_id
         self.class_weights = class_weights
+        self.lengths = np.array([len(s) for s in sequences])
         self.steps_per_epoch = math.ceil(len(sequences) / batch_size)
-        self._order: tuple[int, np.ndarray] | None = None
+        self._epoch: tuple[int, list[np.ndarray]] | None = None
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.sequences))
+        group = self.GROUP * self.batch_size
+        batches = []
+        for start in range(0, len(order), group):
+            members = order[start:start + group]
+            members = members[np.argsort(-self.lengths[members], kind="stable")]
+            batches += [members[i:i + self.batch_size] for i in range(0, len(members), self.batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
 
     def __call__(self, step: int) -> Batch:
         epoch, position = divmod(step, self.steps_per_epoch)
-        if self._order is None or self._order[0] != epoch:
-            self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.sequences)))
-        chunk = self._order[1][position * self.batch_size:(position + 1) * self.batch_size]
+        if self._epoch is None or self._epoch[0] != epoch:
+            self._epoch = (epoch, self.epoch_batches(epoch))
+        chunk = self._epoch[1][position]
         input_ids, attention_mask = pad_batch([self.sequences[i] for i in chunk], self.pad_id)
         labels = torch.tensor([self.targets[i] for i in chunk], dtype=torch.long)
         extra = {"class_weights": self.class_weights} if self.class_weights is not None else {}
