@@ -22,6 +22,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from tinylm.checkpoint import METRICS_FILE
+from tinylm.report import read_metrics
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "datasets"
 SPLITS = {"sst2": ("train.csv", "dev.csv"), "trec": ("train.csv", "test.csv"), "agnews": ("train.csv", "test.csv"),
@@ -95,17 +98,13 @@ def run_dataset(name: str, args, work: Path, env: dict) -> dict:
     return result
 
 
-def read_metrics(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-
-
 def epochs_run(folder: Path) -> int:
-    return max((r["epoch"] for r in read_metrics(folder) if "epoch" in r), default=0)
+    return max((r["epoch"] for r in read_metrics(folder / METRICS_FILE) if "epoch" in r), default=0)
 
 
 def pretraining_facts(folder: Path) -> dict:
     """How far pretraining got in its budget: steps, tokens, tokens/s and the MLM loss of its last logged steps."""
-    steps = [r for r in read_metrics(folder) if "loss" in r]
+    steps = [r for r in read_metrics(folder / METRICS_FILE) if "loss" in r]
     last = steps[-1] if steps else {}
     return {"steps": last.get("step", 0), "tokens": last.get("tokens", 0), "tokens_per_s": last.get("tokens_per_s"),
             "final_loss": sum(r["loss"] for r in steps[-5:]) / max(1, len(steps[-5:]))}
