@@ -44,11 +44,11 @@ IDS = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
 def matmul_peak(dtype: torch.dtype, device: torch.device) -> float:
     """The best FLOP/s of large square matmuls in `dtype`: the ceiling MFU is measured against."""
     best = 0.0
-    for n in (1024, 2048, 3072):
+    for n in (1024, 2048, 3072) if device.type == "cpu" else (4096, 8192):
         a = torch.randn(n, n, device=device).to(dtype)
         b = torch.randn(n, n, device=device).to(dtype)
         a @ b
-        reps = max(2, int(2e10 / (2 * n ** 3)))
+        reps = max(2, int((2e10 if device.type == "cpu" else 2e14) / (2 * n ** 3)))
         sync(device)
         start = time.perf_counter()
         for _ in range(reps):
@@ -69,23 +69,24 @@ def useful_flops_per_token(config: BertConfig, masked_share: float) -> float:
     return 3 * forward
 
 
-def batches(seed: int = 0) -> MLMBatches:
-    stream = np.random.default_rng(seed).integers(5, VOCAB, size=BATCH * (SEQ - 1) * 64)
+def batches(batch_size: int, seed: int = 0) -> MLMBatches:
+    stream = np.random.default_rng(seed).integers(5, VOCAB, size=batch_size * (SEQ - 1) * 64)
     stream[::97] = IDS["[SEP]"]  # document boundaries, as in a packed corpus
-    return MLMBatches(PackedRows(stream, SEQ, IDS["[CLS]"], IDS["[PAD]"]), BATCH, seed, IDS, VOCAB, 0.15)
+    return MLMBatches(PackedRows(stream, SEQ, IDS["[CLS]"], IDS["[PAD]"]), batch_size, seed, IDS, VOCAB, 0.15)
 
 
 class TinylmSide:
     """tinylm's own training step on its own batches (gather + masking included, as in `tinylm pretrain`)."""
 
-    def __init__(self, config: BertConfig, precision: str, device, total_steps: int, compile_model: bool = False):
+    def __init__(self, config: BertConfig, precision: str, device, total_steps: int, batch_size: int,
+                 compile_model: bool = False):
         torch.manual_seed(0)
         self.model = BertForMaskedLM(config).to(device).train()
         self.runner = torch.compile(self.model) if compile_model else self.model
         self.optimizer = make_optimizer(self.model, 1e-4, 0.01)
         self.scheduler = linear_schedule(self.optimizer, 1, total_steps)
         self.loop = LoopConfig(max_steps=total_steps, lr=1e-4, precision=precision, quiet=True)
-        self.batch_at, self.counters, self.device, self.masked = batches(), {"skipped": 0}, device, []
+        self.batch_at, self.counters, self.device, self.masked = batches(batch_size), {"skipped": 0}, device, []
 
     def step(self, i: int):
         batch = self.batch_at(i)
@@ -97,26 +98,28 @@ class TinylmSide:
 class TransformersSide:
     """BertForMaskedLM with SDPA attention and torch.optim.AdamW, in the usual hand-written loop."""
 
-    def __init__(self, config: BertConfig, precision: str, device, total_steps: int):
+    def __init__(self, config: BertConfig, precision: str, device, total_steps: int, batch_size: int,
+                 compile_model: bool = False):
         import transformers
 
         torch.manual_seed(0)
         hf_config = transformers.BertConfig(**asdict(config), attn_implementation="sdpa")
         self.model = transformers.BertForMaskedLM(hf_config).to(device).train()
+        self.runner = torch.compile(self.model) if compile_model else self.model
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4, weight_decay=0.01)
-        self.batch_at, self.precision, self.device = batches(), precision, device
+        self.batch_at, self.precision, self.device = batches(batch_size), precision, device
 
     def step(self, i: int):
         inputs = {k: v.to(self.device) for k, v in self.batch_at(i).inputs.items()}
         with autocast(self.precision, self.device):
-            loss = self.model(**inputs).loss
+            loss = self.runner(**inputs).loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
 
 
-def measure(sides: dict, warmup: int, steps: int, rounds: int, device) -> dict[str, float]:
+def measure(sides: dict, warmup: int, steps: int, rounds: int, device, batch_size: int) -> dict[str, float]:
     """Warm every side up, then time `rounds` rounds of `steps` steps, the sides taking turns within each round
     (so drift on a shared machine hits both); the best round of each side counts."""
     for side in sides.values():
@@ -130,8 +133,29 @@ def measure(sides: dict, warmup: int, steps: int, rounds: int, device) -> dict[s
             for i in range(steps):
                 side.step(warmup + r * steps + i)
             sync(device)
-            best[name] = max(best[name], BATCH * SEQ * steps / (time.perf_counter() - start))
+            best[name] = max(best[name], batch_size * SEQ * steps / (time.perf_counter() - start))
     return best
+
+
+def profile(side: TinylmSide, first_step: int, device, steps: int = 5):
+    """The operators of a few training steps by self time (on the GPU: kernel time, so the gap to the wall
+    clock is launch and synchronisation overhead)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sync(device)
+    start = time.perf_counter()
+    with torch_profile(activities=activities) as prof:
+        for i in range(steps):
+            side.step(first_step + i)
+        sync(device)
+    wall = (time.perf_counter() - start) / steps
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=15))
+    if device.type == "cuda":
+        busy = sum(e.self_device_time_total for e in prof.key_averages()) / 1e6 / steps
+        print(f"per step: wall {wall * 1e3:.2f} ms, GPU kernels {busy * 1e3:.2f} ms ({busy / wall:.0%} busy)")
 
 
 def main():
@@ -141,10 +165,13 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds at the small size (best counts)")
     parser.add_argument("--base-steps", type=int, default=2, help="timed steps at the base size")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--base-warmup", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=BATCH, help="rows of 128 tokens per step")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--compile", action="store_true", help="also time tinylm with torch.compile")
+    parser.add_argument("--compile", action="store_true", help="also time both sides with torch.compile")
     parser.add_argument("--skip-hf", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="print where tinylm's step spends its time")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -164,27 +191,32 @@ def main():
     for size in args.sizes.split(","):
         config = BertConfig(vocab_size=VOCAB, max_position_embeddings=512, **SIZES[size])
         steps, rounds = (args.steps, args.rounds) if size == "small" else (args.base_steps, 1)
-        warmup = args.warmup if size == "small" else 1
+        warmup = args.warmup if size == "small" else args.base_warmup
         total = warmup + steps * rounds
-        sides = {"tinylm": TinylmSide(config, precision, device, total)}
+        sides = {"tinylm": TinylmSide(config, precision, device, total, args.batch)}
         if args.compile:
-            sides["compiled"] = TinylmSide(config, precision, device, total, compile_model=True)
+            sides["compiled"] = TinylmSide(config, precision, device, total, args.batch, compile_model=True)
         if not args.skip_hf:
-            sides["hf"] = TransformersSide(config, precision, device, total)
-        rates = measure(sides, warmup, steps, rounds, device)
+            sides["hf"] = TransformersSide(config, precision, device, total, args.batch)
+            if args.compile:
+                sides["hf compiled"] = TransformersSide(config, precision, device, total, args.batch, True)
+        rates = measure(sides, warmup, steps, rounds, device, args.batch)
         peak = max(peak, matmul_peak(dtype, device))  # a busy moment at the start must not flatter the MFU
-        masked_share = np.mean(sides["tinylm"].masked) / (BATCH * SEQ)
+        masked_share = np.mean(sides["tinylm"].masked) / (args.batch * SEQ)
         flops = useful_flops_per_token(config, masked_share)
-        name = f"{size} {config.hidden_size}/{config.num_hidden_layers}L/{config.intermediate_size} T{SEQ} B{BATCH} {precision}"
-        ours, theirs = rates["tinylm"], rates.get("hf")
-        if theirs:
-            print(f"{name:38} {ours:12,.0f} {theirs:9,.0f} {ours / theirs:6.2f} {ours * flops / peak:10.1%} "
-                  f"{theirs * flops / peak:7.1%}", flush=True)
-        else:
-            print(f"{name:38} {ours:12,.0f} {'-':>9} {'-':>6} {ours * flops / peak:10.1%} {'-':>7}", flush=True)
+        shape = f"{config.hidden_size}/{config.num_hidden_layers}L/{config.intermediate_size}"
+        name = f"{size} {shape} T{SEQ} B{args.batch} {precision}"
+        rows = [(name, rates["tinylm"], rates.get("hf"))]
         if "compiled" in rates:
-            print(f"{name + ' --compile':38} {rates['compiled']:12,.0f} {'':>9} {'':>6} "
-                  f"{rates['compiled'] * flops / peak:10.1%}", flush=True)
+            rows.append((name + " --compile", rates["compiled"], rates.get("hf compiled")))
+        for label, ours, theirs in rows:
+            if theirs:
+                print(f"{label:38} {ours:12,.0f} {theirs:9,.0f} {ours / theirs:6.2f} {ours * flops / peak:10.1%} "
+                      f"{theirs * flops / peak:7.1%}", flush=True)
+            else:
+                print(f"{label:38} {ours:12,.0f} {'-':>9} {'-':>6} {ours * flops / peak:10.1%} {'-':>7}", flush=True)
+        if args.profile:
+            profile(sides["tinylm"], warmup + steps * rounds, device)
         del sides
     print(f"\nhighest {precision} matmul peak measured in this run: {peak / 1e9:,.1f} GFLOP/s")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

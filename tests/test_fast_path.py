@@ -29,7 +29,7 @@ class ReferenceMLM(torch.nn.Module):
         return F.cross_entropy(logits.view(-1, logits.size(-1)), labels.view(-1), ignore_index=-100), logits
 
 
-def loss_curve(model, tmp_path, name, steps=200, precision="fp32"):
+def loss_curve(model, tmp_path, name, steps=200, precision="fp32", device="cpu"):
     rng = np.random.default_rng(0)  # a learnable language: Zipf-distributed words, many following the one before
     zipf = 1 / np.arange(1, 93)
     stream = 5 + rng.choice(92, size=8 * 31 * 40, p=zipf / zipf.sum())
@@ -39,7 +39,7 @@ def loss_curve(model, tmp_path, name, steps=200, precision="fp32"):
     batches = MLMBatches(PackedRows(stream, 32, IDS["[CLS]"], IDS["[PAD]"]), 8, 0, IDS, 97, 0.15)
     log = MetricsLog(tmp_path / f"{name}.jsonl")
     cfg = LoopConfig(max_steps=steps, lr=2e-3, log_every=1, precision=precision, quiet=True)
-    train(model, batches, cfg, log, torch.device("cpu"))
+    train(model, batches, cfg, log, torch.device(device))
     import json
 
     return np.array([json.loads(line)["loss"] for line in log.path.read_text().splitlines()])

@@ -288,7 +288,7 @@ def train(model: torch.nn.Module, batch_at: Callable[[int], Batch], cfg: LoopCon
 def training_step(model, optimizer, scheduler, batch: Batch, cfg: LoopConfig, device, step: int,
                   out_dir: Path | None, counters: dict) -> float | None:
     """One optimisation step; returns the loss, or None when a non-finite loss/gradient made it skip the batch."""
-    inputs = {k: v.to(device, non_blocking=True) for k, v in batch.inputs.items()}
+    inputs = {k: v.to(device, non_blocking=True) for k, v in host_inputs(batch).items()}
     with autocast(cfg.precision, device):
         loss, _ = model(**inputs)
     value = loss.item()
@@ -317,6 +317,16 @@ def training_step(model, optimizer, scheduler, batch: Batch, cfg: LoopConfig, de
         raise TinyLMError(f"{counters['skipped']} batches skipped for non-finite values by step {step}; "
                           f"lower --lr (now {cfg.lr:g})")
     return None
+
+
+def host_inputs(batch: Batch) -> dict:
+    """The batch's tensors, less an attention mask without padding (packed pretraining rows have none). It is
+    checked here, on the host: the model would check it on the GPU, a synchronisation every step (and a graph
+    break under --compile), only to drop it for SDPA's fastest kernel."""
+    mask = batch.inputs.get("attention_mask")
+    if mask is not None and mask.device.type == "cpu" and bool(mask.all()):
+        return {k: v for k, v in batch.inputs.items() if k != "attention_mask"}
+    return batch.inputs
 
 
 def check_same_run(saved: dict, current: dict, folder: Path):
