@@ -37,7 +37,20 @@ def test_finetuning_on_a_budget_ends_on_an_epoch_boundary(trained, tmp_path):
     steps_per_epoch = -(-270 // 16)  # 10% held out for validation
     assert summary["steps"] < 500 * steps_per_epoch
     # It ends on the epoch boundary the pace predicts; only if the pace slows down (a busy machine) does the budget
-    # cut the last epoch short. Every completed epoch is validated either way.
+    # cut the last epoch short. Every epoch is validated either way, a cut one too.
     assert summary["steps"] % steps_per_epoch == 0 or summary["elapsed_s"] >= 0.03 * 60
     epochs = [r["epoch"] for r in records(tmp_path / "clf") if "epoch" in r]
-    assert epochs == list(range(1, summary["steps"] // steps_per_epoch + 1)) and epochs
+    assert epochs == list(range(1, -(-summary["steps"] // steps_per_epoch) + 1)) and epochs
+
+
+def test_a_budget_shorter_than_one_epoch_ends_inside_it_and_keeps_that_model(trained, tmp_path):
+    data = write_labelled_csv(tmp_path / "d.csv", n=6000)
+    steps_per_epoch = -(-5400 // 16)
+    cfg = FinetuneConfig(epochs=3, max_minutes=0.02, batch_size=16, seq_len=32)
+    summary = finetune(data, trained / "base", tmp_path / "clf", cfg, run=RunOptions(quiet=True))
+    assert 3 < summary["steps"] < steps_per_epoch  # ~1.2 s of a ~10 s epoch
+    assert summary["elapsed_s"] < 0.02 * 60 * 2
+    validated = [r for r in records(tmp_path / "clf") if "epoch" in r]
+    assert len(validated) == 1 and validated[0]["epoch"] == 1 and validated[0]["step"] == summary["steps"]
+    assert abs(validated[0]["epoch_fraction"] - summary["steps"] / steps_per_epoch) < 1e-9
+    assert summary["best"]["step"] == summary["steps"] and (tmp_path / "clf" / "model.safetensors").is_file()

@@ -77,7 +77,8 @@ class ClassificationBatches:
         extra = {"class_weights": self.class_weights} if self.class_weights is not None else {}
         return Batch({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, **extra},
                      n_tokens=int(attention_mask.sum()), epoch=epoch + 1,
-                     epoch_end=position == self.steps_per_epoch - 1)
+                     epoch_end=position == self.steps_per_epoch - 1,
+                     epoch_fraction=(position + 1) / self.steps_per_epoch)
 
 
 def balanced_weights(targets: list[int], k: int) -> torch.Tensor:
@@ -172,7 +173,9 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
         report = classification_report([label2id[r.label] for r in val_records], probs.argmax(-1).tolist(), labels)
         figures = {"val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]}
         improved = figures["val_accuracy"] > best["val_accuracy"]
-        console.print(f"epoch {epoch}: val accuracy {figures['val_accuracy']:.4f}  macro-F1 "
+        done = step - (epoch - 1) * steps_per_epoch
+        part = "" if done == steps_per_epoch else f" ({done} of its {steps_per_epoch} steps, the budget's end)"
+        console.print(f"epoch {epoch}{part}: val accuracy {figures['val_accuracy']:.4f}  macro-F1 "
                       f"{figures['val_macro_f1']:.4f}" + ("  [green]best, saved[/]" if improved else ""))
         if improved:
             best.update(figures, epoch=epoch, step=step)

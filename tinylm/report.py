@@ -13,7 +13,7 @@ from tinylm.checkpoint import METRICS_FILE, read_json_object
 from tinylm.data import table_rows
 from tinylm.errors import TinyLMError
 
-NUMBER_KEYS = ("step", "loss", "lr", "epoch", "val_accuracy", "val_macro_f1")  # the keys plotted; others are ignored
+NUMBER_KEYS = ("step", "loss", "lr", "epoch", "epoch_fraction", "val_accuracy", "val_macro_f1")  # the keys plotted; others are ignored
 DPI = 120
 
 
@@ -142,16 +142,18 @@ def draw_validation(figure, records: list[dict], title: str):
 
     fig = figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.subplots()
-    x = [r["epoch"] for r in records]
-    ax.plot(x, [r["val_accuracy"] for r in records], marker="o", label="accuracy")
+    def epochs_done(r):  # a budget's last, partial epoch sits at its fraction
+        return r["epoch"] - 1 + r.get("epoch_fraction", 1.0)
+
+    ax.plot([epochs_done(r) for r in records], [r["val_accuracy"] for r in records], marker="o", label="accuracy")
     f1 = [r for r in records if "val_macro_f1" in r]
     if f1:
-        ax.plot([r["epoch"] for r in f1], [r["val_macro_f1"] for r in f1], marker="s", label="macro-F1")
+        ax.plot([epochs_done(r) for r in f1], [r["val_macro_f1"] for r in f1], marker="s", label="macro-F1")
     best = max(records, key=lambda r: r["val_accuracy"])
-    ax.annotate(f"best {best['val_accuracy']:.3f}", (best["epoch"], best["val_accuracy"]), textcoords="offset points",
+    ax.annotate(f"best {best['val_accuracy']:.3f}", (epochs_done(best), best["val_accuracy"]), textcoords="offset points",
                 xytext=(0, 8), ha="center")
     ax.set(xlabel="epoch", ylabel="validation", ylim=(0, 1.1), title=f"{title}: validation accuracy and macro-F1")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=all("epoch_fraction" not in r for r in records)))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     return fig

@@ -31,6 +31,7 @@ class Batch:
     n_tokens: int  # real (non-padding) tokens, for tokens/s
     epoch: int = 1  # the (1-based) pass over the data this batch belongs to
     epoch_end: bool = False
+    epoch_fraction: float = 1.0  # the share of its epoch done once this batch is trained on
 
 
 @dataclass
@@ -161,12 +162,13 @@ def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
 
 def fit_to_budget(cfg: "LoopConfig", scheduler, counters: dict, seconds_per_step: float, limit: int):
     """--max-minutes: shorten (or lengthen, up to the step limit) the run and its LR schedule so that it ends
-    within the budget at the pace measured so far, on an epoch boundary for fine-tuning. If the pace slows and
-    the budget runs out anyway, the run ends at once: the budget is a limit."""
+    within the budget at the pace measured so far, on an epoch boundary for fine-tuning (inside the first epoch
+    when not even one fits). If the pace slows and the budget runs out anyway, the run ends at once: the budget
+    is a limit."""
     remaining = 60 * cfg.max_minutes - counters["elapsed_s"]
     steps = counters["step"] + max(0, int(remaining / max(seconds_per_step, 1e-9)))
-    if cfg.step_multiple > 1:
-        steps = max(cfg.step_multiple, steps // cfg.step_multiple * cfg.step_multiple)
+    if steps >= cfg.step_multiple > 1:
+        steps = steps // cfg.step_multiple * cfg.step_multiple
     counters["max_steps"] = max(counters["step"], 1, min(limit, steps))
     set_length(cfg, scheduler, counters["max_steps"])
 
@@ -270,8 +272,10 @@ def train(model: torch.nn.Module, batch_at: Callable[[int], Batch], cfg: LoopCon
                 bar.update(task, loss=f"{last['loss']:.4f}", rate=f"{rate:,.0f}")
                 window = []
             bar.update(task, completed=step)
-            if batch.epoch_end and on_epoch_end is not None:
-                log.write({"step": step, "epoch": batch.epoch, **on_epoch_end(batch.epoch, step)})
+            # A budget may end the run inside an epoch: that part-epoch is validated too.
+            if on_epoch_end is not None and (batch.epoch_end or step == cfg.max_steps):
+                part = {} if batch.epoch_end else {"epoch_fraction": batch.epoch_fraction}
+                log.write({"step": step, "epoch": batch.epoch, **part, **on_epoch_end(batch.epoch, step)})
                 model.train()
             due = (cfg.save_every and step % cfg.save_every == 0) or (cfg.save_at_epoch_end and batch.epoch_end) or \
                 (cfg.save_minutes and time.monotonic() - last_save >= 60 * cfg.save_minutes)
