@@ -120,7 +120,7 @@ def main(argv=None):
     parser.add_argument("--pretrain-minutes", type=float, default=15)
     parser.add_argument("--finetune-minutes", type=float, default=5)
     parser.add_argument("--max-epochs", type=int, default=100, help="fine-tuning epochs if the budget allows")
-    parser.add_argument("--preset", default="small")
+    parser.add_argument("--preset", default="mini", help="the model size for a 15-minute CPU budget (README)")
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench-quality")
     parser.add_argument("--no-tfidf", action="store_true")

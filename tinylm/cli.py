@@ -107,7 +107,7 @@ def pretrain(
     data: DataArg,
     tokenizer: Annotated[Path, typer.Option(help="Folder with tokenizer.json (from `tinylm tokenize`).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the base checkpoint.")],
-    preset: Annotated[str, typer.Option(help="tiny (tests), small (laptop), base (BERT-base sizes).")] = "small",
+    preset: Annotated[str, typer.Option(help="tiny (tests), mini (minutes on a CPU), small (an hour), base (BERT-base).")] = "small",
     config: Annotated[Optional[Path], typer.Option(help="TOML file with \\[model] and \\[train] tables.")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Optimisation steps (default: the preset's).")] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Passes over the corpus, instead of --max-steps.")] = None,

@@ -142,6 +142,14 @@ PRESETS: dict[str, Preset] = {
                    max_position_embeddings=512),
         PretrainConfig(max_steps=600, batch_size=32, seq_len=128, lr=2e-3),
     ),
+    # For a budget of minutes on a laptop CPU: ~4x the steps of `small` in the same time. At 15 minutes on 2 cores
+    # `small` gets ~1,000 steps and barely leaves the unigram plateau of MLM loss; this size gets ~3,500 and a
+    # better classifier from it (AG News, validation split of train: 0.911 against 0.877).
+    "mini": Preset(
+        BertConfig(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512,
+                   max_position_embeddings=512),
+        PretrainConfig(max_steps=1200, batch_size=32, seq_len=128, lr=1e-3),
+    ),
     # A sensible start on a laptop CPU, given an hour.
     "small": Preset(
         BertConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
