@@ -136,6 +136,7 @@ def test_report_tolerates_extra_keys_and_records_without_loss(capsys, tmp_path):
                {"step": 20, "loss": 3.0, "lr": 5e-4},
                {"step": 20, "epoch": 1, "val_accuracy": 0.5, "val_loss": 1.2},  # no macro-F1: fine
                {"step": 25, "note": "checkpoint saved"},
+               {"step": 28, "epoch": 2, "epoch_fraction": 0.4, "val_accuracy": 0.6},  # a budget's part-epoch
                {"step": 30, "loss": 2.5}]  # no lr
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + "\n")
     code, out, err = run_cli(capsys, "report", tmp_path)
@@ -143,6 +144,10 @@ def test_report_tolerates_extra_keys_and_records_without_loss(capsys, tmp_path):
     for name in ("loss.png", "validation.png"):
         assert_png(tmp_path / name)
     assert not (tmp_path / "confusion.png").exists()
+    bad = records + [{"step": 40, "epoch": 3, "epoch_fraction": "half", "val_accuracy": 0.7}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in bad))
+    code, _, err = run_cli(capsys, "report", tmp_path)
+    assert code not in (0, None) and "'epoch_fraction' must be a number" in err
 
 
 def test_report_without_matplotlib_says_how_to_install_it(capsys, trained, monkeypatch):
