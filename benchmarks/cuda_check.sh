@@ -21,7 +21,8 @@ timeout 60 $PY -m tinylm tokenize data/corpus.jsonl --out "$OUT_DIR/tok" --vocab
 for preset in small base; do
     timeout 100 $PY -m tinylm pretrain data/corpus.jsonl --tokenizer "$OUT_DIR/tok" --out "$OUT_DIR/$preset" \
         --preset "$preset" --max-steps 300 --overwrite --quiet 2>&1 | tail -n 3
-    $PY -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; r=[x for x in r if 'tokens_per_s' in x]; \
+    $PY -c "import sys; from pathlib import Path; from tinylm.report import read_metrics; \
+r=[x for x in read_metrics(Path(sys.argv[1])) if 'tokens_per_s' in x]; \
 print(sys.argv[2], 'final loss %.3f' % r[-1]['loss'], 'tokens/s %.0f' % r[-1]['tokens_per_s'])" \
         "$OUT_DIR/$preset/metrics.jsonl" "$preset"
 done
