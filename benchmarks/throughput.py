@@ -89,9 +89,9 @@ class TinylmSide:
         self.batch_at, self.counters, self.device, self.masked = batches(batch_size), {"skipped": 0}, device, []
 
     def step(self, i: int):
-        batch = self.batch_at(i)
-        self.masked.append(int((batch.inputs["labels"] != -100).sum()))
-        training_step(self.runner, self.optimizer, self.scheduler, batch, self.loop, self.device, i + 1, None,
+        micro = self.batch_at(i)
+        self.masked.append(int((micro[0].inputs["labels"] != -100).sum()))
+        training_step(self.runner, self.optimizer, self.scheduler, micro, self.loop, self.device, i + 1, None,
                       self.counters)
 
 
@@ -110,7 +110,7 @@ class TransformersSide:
         self.batch_at, self.precision, self.device = batches(batch_size), precision, device
 
     def step(self, i: int):
-        inputs = {k: v.to(self.device) for k, v in self.batch_at(i).inputs.items()}
+        inputs = {k: v.to(self.device) for k, v in self.batch_at(i)[0].inputs.items()}
         with autocast(self.precision, self.device):
             loss = self.runner(**inputs).loss
         self.optimizer.zero_grad(set_to_none=True)

@@ -24,7 +24,7 @@ def test_weighted_batches_give_the_weighted_loss():
     sequences = [[2, 5 + i, 6 + i, 3] for i in range(10)]
     targets = [0] * 7 + [1] * 2 + [2]
     weights = balanced_weights(targets, 3)
-    batch = ClassificationBatches(sequences, targets, 10, 0, 0, weights)(0)
+    batch = ClassificationBatches(sequences, targets, 10, 0, 0, weights)(0)[0]
     loss, logits = model(**batch.inputs)
     expected = F.cross_entropy(logits, batch.inputs["labels"], weight=weights)
     assert torch.allclose(loss, expected)
@@ -40,17 +40,17 @@ def test_batches_cover_every_document_once_per_epoch_grouped_by_length():
     for epoch in range(2):
         seen, padded = [], 0
         for step in range(epoch * 125, (epoch + 1) * 125):
-            batch = batches(step)
+            [batch] = batches(step)
             seen += batch.inputs["labels"].tolist()
             padded += batch.inputs["attention_mask"].numel()
             assert batch.epoch == epoch + 1 and batch.epoch_end == (step == (epoch + 1) * 125 - 1)
         assert sorted(seen) == targets  # each document exactly once
         real = sum(map(len, sequences))
         assert padded < 1.1 * real  # grouped by length: little padding (random batches of 8 carry ~50%)
-    first = [batches(s).inputs["input_ids"].shape for s in range(5)]
+    first = [batches(s)[0].inputs["input_ids"].shape for s in range(5)]
     again = ClassificationBatches(sequences, targets, 8, seed=0, pad_id=0)
-    assert [again(s).inputs["input_ids"].shape for s in range(5)] == first  # a pure function of (seed, step)
-    assert [batches(125 + s).inputs["input_ids"].shape for s in range(5)] != first  # a new order each epoch
+    assert [again(s)[0].inputs["input_ids"].shape for s in range(5)] == first  # a pure function of (seed, step)
+    assert [batches(125 + s)[0].inputs["input_ids"].shape for s in range(5)] != first  # a new order each epoch
 
 
 def test_windows_cover_a_long_document_in_order(trained):

@@ -292,7 +292,7 @@ def test_random_replacements_skip_a_bert_vocabularys_special_and_unused_ids():
     ids = {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103}
     stream = np.random.default_rng(0).integers(104, 300, size=64 * 31)
     rows = PackedRows(stream, 32, cls_id=101, pad_id=0)
-    batch = MLMBatches(rows, batch_size=64, seed=0, ids=ids, vocab_size=300, mlm_probability=0.9)(0).inputs
+    batch = MLMBatches(rows, batch_size=64, seed=0, ids=ids, vocab_size=300, mlm_probability=0.9)(0)[0].inputs
     replaced = (batch["labels"] != -100) & (batch["input_ids"] != batch["labels"])  # labels hold the originals
     changed = batch["input_ids"][replaced]
     assert changed.numel() > 0 and bool(((changed == 103) | (changed >= 104)).all())

@@ -61,7 +61,8 @@ class PretrainConfig:
     max_steps: int | None = None  # None: derived from epochs, else the preset's default
     epochs: float | None = None
     max_minutes: float | None = None  # wall-clock budget; the step count and LR schedule are fitted to it
-    batch_size: int = 32
+    batch_size: int = 32  # per process and forward pass; a step's global batch is x grad_accum x processes
+    grad_accum: int = 1  # micro-batches summed per step on each process (gradient accumulation)
     lr: float = 1e-3
     seq_len: int = 128
     seed: int = 0
@@ -79,7 +80,8 @@ class FinetuneConfig:
 
     epochs: int = 10
     max_minutes: float | None = None  # wall-clock budget: as many whole epochs (up to `epochs`) as fit
-    batch_size: int = 32
+    batch_size: int = 32  # per process and forward pass; a step's global batch is x grad_accum x processes
+    grad_accum: int = 1
     lr: float = 5e-4  # small encoders trained from scratch want more than BERT-base's 2e-5..1e-4
     seq_len: int | None = None  # None: 256, or the base model's max_position_embeddings if smaller
     pooling: str = "mean"  # "mean" of the token states, or BERT's "cls"

@@ -17,10 +17,12 @@ from tinylm.errors import TinyLMError
 from tinylm.evaluate import classification_report, predict_proba
 from tinylm.model import POOLINGS, BertForSequenceClassification
 from tinylm.pii import scrub
-from tinylm.pretrain import loop_config, prepare_out_dir, resolve_scrub
+from tinylm.pretrain import batch_identity, describe_batch, loop_config, prepare_out_dir, resolve_scrub
 from tinylm.provenance import build_manifest, file_records, now, parent_record, scrub_record
 from tinylm.state import checkpoint_root
-from tinylm.train import Batch, console, resolve_device, resolve_precision, train
+from tinylm import distributed
+from tinylm.distributed import Layout
+from tinylm.train import Batch, console, derived_seed, resolve_precision, train
 
 
 def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -37,48 +39,60 @@ def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[lis
 
 
 class ClassificationBatches:
-    """The batch of step i, as a pure function of (seed, i): epoch i // steps_per_epoch, shuffled afresh each
-    epoch, padded to its longest document. A resumed run jumps to its step; nothing is replayed.
+    """This process's micro-batches of step i, as a pure function of (seed, i): epoch i // steps_per_epoch,
+    shuffled afresh each epoch, each micro-batch padded to its longest document. A resumed run jumps to its step;
+    nothing is replayed.
 
-    Batches are grouped by length (as Hugging Face Trainer's group_by_length): the epoch's shuffled order is cut
-    into groups of GROUP batches, each group sorted by length and cut into batches, and the batches shuffled. A
-    batch then holds documents of similar length, so little of it is padding, while each batch is still a random
-    draw of documents.
+    Global batches (batch_size x the layout's micro-batches) are grouped by length (as Hugging Face Trainer's
+    group_by_length): the epoch's shuffled order is cut into groups of GROUP global batches, each group sorted by
+    length and cut into global batches, and those shuffled. A batch then holds documents of similar length, so
+    little of it is padding, while each batch is still a random draw of documents. A global batch is cut into
+    micro-batches as evenly as it goes; where the epoch's last batch has fewer documents than micro-batches, a
+    process that gets none computes a document with weight 0, so that every process takes part in the step.
     """
 
     GROUP = 50
 
     def __init__(self, sequences: list[list[int]], targets: list[int], batch_size: int, seed: int, pad_id: int,
-                 class_weights: torch.Tensor | None = None):
+                 class_weights: torch.Tensor | None = None, layout: Layout = Layout()):
         self.sequences, self.targets, self.batch_size, self.seed, self.pad_id = sequences, targets, batch_size, seed, pad_id
-        self.class_weights = class_weights
+        self.class_weights, self.layout = class_weights, layout
+        self.global_batch = batch_size * layout.micro_batches
         self.lengths = np.array([len(s) for s in sequences])
-        self.steps_per_epoch = math.ceil(len(sequences) / batch_size)
+        self.steps_per_epoch = math.ceil(len(sequences) / self.global_batch)
         self._epoch: tuple[int, list[np.ndarray]] | None = None
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The epoch's global batches, each ordered longest first."""
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(len(self.sequences))
-        group = self.GROUP * self.batch_size
+        group = self.GROUP * self.global_batch
         batches = []
         for start in range(0, len(order), group):
             members = order[start:start + group]
             members = members[np.argsort(-self.lengths[members], kind="stable")]
-            batches += [members[i:i + self.batch_size] for i in range(0, len(members), self.batch_size)]
+            batches += [members[i:i + self.global_batch] for i in range(0, len(members), self.global_batch)]
         return [batches[i] for i in rng.permutation(len(batches))]
 
-    def __call__(self, step: int) -> Batch:
+    def __call__(self, step: int) -> list[Batch]:
         epoch, position = divmod(step, self.steps_per_epoch)
         if self._epoch is None or self._epoch[0] != epoch:
             self._epoch = (epoch, self.epoch_batches(epoch))
-        chunk = self._epoch[1][position]
-        input_ids, attention_mask = pad_batch([self.sequences[i] for i in chunk], self.pad_id)
-        labels = torch.tensor([self.targets[i] for i in chunk], dtype=torch.long)
+        chunks = np.array_split(self._epoch[1][position], self.layout.micro_batches)
+        return [self.micro_batch(step, chunk, chunks[chunk], epoch, position) for chunk in self.layout.chunks]
+
+    def micro_batch(self, step: int, chunk: int, members: np.ndarray, epoch: int, position: int) -> Batch:
+        weight = 1.0 if len(members) else 0.0  # an empty micro-batch: the first document, counted 0 times
+        members = members if len(members) else self._epoch[1][position][:1]
+        input_ids, attention_mask = pad_batch([self.sequences[i] for i in members], self.pad_id)
+        labels = torch.tensor([self.targets[i] for i in members], dtype=torch.long)
         extra = {"class_weights": self.class_weights} if self.class_weights is not None else {}
+        n_targets = float(self.class_weights[labels].sum()) if self.class_weights is not None else float(len(labels))
         return Batch({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, **extra},
-                     n_tokens=int(attention_mask.sum()), epoch=epoch + 1,
+                     n_tokens=int(attention_mask.sum() * weight), n_targets=n_targets * weight, epoch=epoch + 1,
                      epoch_end=position == self.steps_per_epoch - 1,
-                     epoch_fraction=(position + 1) / self.steps_per_epoch)
+                     epoch_fraction=(position + 1) / self.steps_per_epoch,
+                     seed=derived_seed(self.seed, step, chunk, 2), rows=members[:len(members) if weight else 0])
 
 
 def balanced_weights(targets: list[int], k: int) -> torch.Tensor:
@@ -105,7 +119,7 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
     """
     run = (run or RunOptions()).check()
     encoding = run.encoding
-    check_positive(cfg, ("epochs", "max_minutes", "batch_size", "lr", "seq_len", "log_every"))
+    check_positive(cfg, ("epochs", "max_minutes", "batch_size", "grad_accum", "lr", "seq_len", "log_every"))
     if cfg.pooling not in POOLINGS:
         raise TinyLMError(f"--pooling must be one of {', '.join(POOLINGS)}, got {cfg.pooling!r}")
     if cfg.long_docs not in LONG_DOCS:
@@ -142,11 +156,19 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
     scrub_counts = None
     if scrub_kinds:
         scrub_counts = scrub_records([*records, *(val_records if val_path else [])], scrub_kinds)
-    log = prepare_out_dir(out_dir, run)
-    dev = resolve_device(run.device)
+    with distributed.session(run.device) as world:
+        return _finetune(train_path, base_dir, out_dir, cfg, val_path, run, world, base, tokenizer, labels, label2id,
+                         train_records, val_records, inputs, hashing_s, scrub_kinds, scrub_counts, started)
+
+
+def _finetune(train_path, base_dir, out_dir, cfg, val_path, run, world, base, tokenizer, labels, label2id,
+              train_records, val_records, inputs, hashing_s, scrub_kinds, scrub_counts, started) -> dict:
+    log = prepare_out_dir(out_dir, run, world)
+    dev = world.device
     resolved_precision = resolve_precision(run.precision, dev)
 
-    (Path(out_dir) / RUN_CONFIG).write_text(to_toml({"train": cfg}), encoding="utf-8")
+    if world.is_main:
+        (Path(out_dir) / RUN_CONFIG).write_text(to_toml({"train": cfg}), encoding="utf-8")
     torch.manual_seed(cfg.seed)
     model = BertForSequenceClassification(base.config, num_labels=len(labels), pooling=cfg.pooling)
     model.bert.load_state_dict(base.bert.state_dict(), strict=False)  # the pooler is new, as in BERT fine-tuning
@@ -154,13 +176,17 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
     sequences, owners = encode_for_classification(tokenizer, [r.text for r in train_records], cfg.seq_len,
                                                   cfg.long_docs)  # with windows, each window carries its label
     targets = [label2id[train_records[i].label] for i in owners]
-    steps_per_epoch = math.ceil(len(sequences) / cfg.batch_size)
+    batches = ClassificationBatches(sequences, targets, cfg.batch_size, cfg.seed, tokenizer.token_to_id("[PAD]"),
+                                    balanced_weights(targets, len(labels)) if cfg.class_weights == "balanced" else None,
+                                    world.layout(cfg.grad_accum))
+    steps_per_epoch = batches.steps_per_epoch
     console.print(f"fine-tuning on {len(train_records):,} documents ({len(labels)} labels), validating on "
-                  f"{len(val_records):,}; {cfg.epochs} epochs of {steps_per_epoch} steps, {resolved_precision} on {dev.type}")
+                  f"{len(val_records):,}; {cfg.epochs} epochs of {steps_per_epoch} steps, "
+                  f"{describe_batch(cfg, world, 'documents')}, {resolved_precision} on {dev.type}")
 
     id2label = dict(enumerate(labels))
     args = {"stage": "finetune", "command": run.command, "train_data": str(train_path), "base": str(base_dir),
-            "val_data": str(val_path) if val_path else None, "precision": resolved_precision, "train": asdict(cfg),
+            "val_data": str(val_path) if val_path else None, "precision": resolved_precision, "train": asdict(cfg), "processes": world.size,
             "scrub_pii": list(scrub_kinds or [])}  # predict and eval read this and scrub their input the same way
     manifest = dict(kind="classifier", inputs=inputs, parents=[parent_record(base_dir, "base")],
                     config={**args, "labels": labels}, command=run.command, started=started, record_host=run.record_host,
@@ -168,10 +194,13 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
     best = {"val_accuracy": -1.0}
 
     def on_epoch_end(epoch: int, step: int) -> dict:
-        probs = predict_proba(model, tokenizer, [r.text for r in val_records], cfg.seq_len, device=dev,
-                              long_docs=cfg.long_docs)
-        report = classification_report([label2id[r.label] for r in val_records], probs.argmax(-1).tolist(), labels)
-        figures = {"val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]}
+        figures = {"val_accuracy": 0.0, "val_macro_f1": 0.0}
+        if world.is_main:  # the others wait: rank 0 validates and saves
+            probs = predict_proba(model, tokenizer, [r.text for r in val_records], cfg.seq_len, device=dev,
+                                  long_docs=cfg.long_docs)
+            report = classification_report([label2id[r.label] for r in val_records], probs.argmax(-1).tolist(), labels)
+            figures = {"val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]}
+        figures = dict(zip(figures, world.all_sum(list(figures.values()))))  # rank 0's, known to all
         improved = figures["val_accuracy"] > best["val_accuracy"]
         done = step - (epoch - 1) * steps_per_epoch
         part = "" if done == steps_per_epoch else f" ({done} of its {steps_per_epoch} steps, the budget's end)"
@@ -179,17 +208,17 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
                       f"{figures['val_macro_f1']:.4f}" + ("  [green]best, saved[/]" if improved else ""))
         if improved:
             best.update(figures, epoch=epoch, step=step)
-            save_checkpoint(out_dir, model, tokenizer, {**args, "best": dict(best)}, id2label,
-                            provenance=build_manifest(**manifest))
+            if world.is_main:
+                save_checkpoint(out_dir, model, tokenizer, {**args, "best": dict(best)}, id2label,
+                                provenance=build_manifest(**manifest))
         return figures
 
     loop = loop_config(cfg, run, cfg.epochs * steps_per_epoch, resolved_precision, "finetune")
     loop.save_at_epoch_end, loop.step_multiple = True, steps_per_epoch
-    batches = ClassificationBatches(sequences, targets, cfg.batch_size, cfg.seed, tokenizer.token_to_id("[PAD]"),
-                                    balanced_weights(targets, len(labels)) if cfg.class_weights == "balanced" else None)
     identity = {"inputs": [r["sha256"] for r in inputs], "base": parent_record(base_dir, "base")["sha256"],
-                "train": asdict(cfg), "precision": resolved_precision, "labels": labels}
+                "train": batch_identity(cfg, world), "precision": resolved_precision, "labels": labels}
     summary = train(model, batches, loop, log, dev, out_dir=Path(out_dir), run_args=identity, resume=run.resume,
-                    on_epoch_end=on_epoch_end, stage_state=best)
-    shutil.rmtree(checkpoint_root(out_dir), ignore_errors=True)  # the run is complete: its best model is the hand-off
+                    on_epoch_end=on_epoch_end, stage_state=best, world=world)
+    if world.is_main:  # the run is complete: its best model is the hand-off
+        shutil.rmtree(checkpoint_root(out_dir), ignore_errors=True)
     return {**summary, "best": best}

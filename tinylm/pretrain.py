@@ -14,14 +14,16 @@ from tinylm.checkpoint import METRICS_FILE, RUN_CONFIG, WEIGHTS_FILE, check_out_
 from tinylm.config import BertConfig, PretrainConfig, RunOptions, check_positive, to_toml
 from tinylm.data import PackedRows
 from tinylm.errors import TinyLMError
-from tinylm.masking import mask_rows
+from tinylm import distributed
+from tinylm.distributed import Layout, World
+from tinylm.masking import MaskDraws, first_regular_id, mask_rows
 from tinylm.model import BertForMaskedLM
 from tinylm.pii import PLACEHOLDERS
 from tinylm.provenance import build_manifest, file_records, now, parent_record, scrub_record, scrubbed_kinds
 from tinylm.shards import corpus_key, encode_corpus
 from tinylm.state import checkpoint_root, latest_checkpoint
 from tinylm.tokenizer import CLS, PAD, SPECIAL_TOKENS, TOKENIZER_FILE, load_tokenizer
-from tinylm.train import Batch, LoopConfig, MetricsLog, console, resolve_device, resolve_precision, train
+from tinylm.train import Batch, LoopConfig, MetricsLog, NullLog, console, derived_seed, resolve_precision, train
 
 
 BUDGET_LIMIT = 10**9  # steps, when only a time budget bounds the run
@@ -29,17 +31,24 @@ BUDGET_LIMIT = 10**9  # steps, when only a time budget bounds the run
 
 def step_generator(seed: int, step: int) -> torch.Generator:
     """The RNG of one step's masking: a function of (seed, step) only, so a resumed run draws the same masks."""
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step]).generate_state(1, np.uint64)[0] >> 1))
+    return torch.Generator().manual_seed(derived_seed(seed, step))
 
 
 class MLMBatches:
-    """The batch of step i, as a pure function of (seed, i): a fresh permutation of the rows each epoch, and a
-    fresh 15% mask each step (dynamic masking). A resumed run jumps to its step; nothing is replayed."""
+    """This process's micro-batches of step i, as a pure function of (seed, i): the global batch of step i is
+    rows i*G ... (i+1)*G-1 of an endless run of epochs, each a fresh permutation of the rows, masked afresh each
+    step (dynamic masking). A resumed run jumps to its step; nothing is replayed.
+
+    The global batch (G = batch_size x micro-batches of the layout) is cut into micro-batches of batch_size; this
+    process reads and masks only its own. A row's mask depends on the seed, the step and the row's place in the
+    global batch, never on how many processes or accumulation steps share it.
+    """
 
     def __init__(self, rows: PackedRows, batch_size: int, seed: int, ids: dict[str, int], vocab_size: int,
-                 mlm_probability: float):
+                 mlm_probability: float, layout: Layout = Layout()):
         self.rows, self.batch_size, self.seed, self.ids = rows, batch_size, seed, ids
-        self.vocab_size, self.mlm_probability = vocab_size, mlm_probability
+        self.vocab_size, self.mlm_probability, self.layout = vocab_size, mlm_probability, layout
+        self.global_batch = batch_size * layout.micro_batches
         self._orders: dict[int, np.ndarray] = {}
 
     def order(self, epoch: int) -> np.ndarray:
@@ -48,15 +57,22 @@ class MLMBatches:
             self._orders[epoch] = np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))
         return self._orders[epoch]
 
-    def __call__(self, step: int) -> Batch:
-        position = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
+    def __call__(self, step: int) -> list[Batch]:
+        draws = MaskDraws.draw((self.global_batch, self.rows.seq_len), self.vocab_size, first_regular_id(self.ids),
+                               step_generator(self.seed, step))
+        return [self.micro_batch(step, chunk, draws) for chunk in self.layout.chunks]
+
+    def micro_batch(self, step: int, chunk: int, draws: MaskDraws) -> Batch:
+        start = chunk * self.batch_size  # within the global batch
+        position = step * self.global_batch + start + np.arange(self.batch_size)
         epochs, offsets = np.divmod(position, len(self.rows))
         indices = np.concatenate([self.order(e)[offsets[epochs == e]] for e in np.unique(epochs)])
         inputs, attention_mask, labels = mask_rows(torch.from_numpy(self.rows.take(indices)), self.ids,
                                                    self.vocab_size, self.mlm_probability,
-                                                   step_generator(self.seed, step))
+                                                   draws=draws.rows(start, start + self.batch_size))
         return Batch({"input_ids": inputs, "attention_mask": attention_mask, "labels": labels},
-                     n_tokens=int(attention_mask.sum()), epoch=int(epochs[0]) + 1)
+                     n_tokens=int(attention_mask.sum()), n_targets=int((labels != -100).sum()),
+                     epoch=int(epochs[0]) + 1, seed=derived_seed(self.seed, step, chunk, 1), rows=indices)
 
 
 def resolve_scrub(asked: tuple[str, ...] | None, parent_dir: Path, tokenizer) -> tuple[str, ...] | None:
@@ -74,8 +90,18 @@ def resolve_scrub(asked: tuple[str, ...] | None, parent_dir: Path, tokenizer) ->
     return kinds or None
 
 
-def prepare_out_dir(out_dir: Path, run: RunOptions) -> MetricsLog:
-    """The run folder: refused when it holds something, unless --overwrite (replace) or --resume (continue)."""
+def prepare_out_dir(out_dir: Path, run: RunOptions, world: World | None = None) -> MetricsLog:
+    """The run folder: refused when it holds something, unless --overwrite (replace) or --resume (continue).
+
+    With several processes, rank 0 prepares it (and logs) while the others wait.
+    """
+    if world is not None and world.size > 1:
+        if not world.is_main:
+            world.barrier()
+            return NullLog()
+        log = prepare_out_dir(out_dir, run)
+        world.barrier()
+        return log
     out_dir = Path(out_dir)
     check_out_dir(out_dir, run.overwrite or run.resume, flag="--out ")
     if run.overwrite:
@@ -92,6 +118,24 @@ def prepare_out_dir(out_dir: Path, run: RunOptions) -> MetricsLog:
         raise TinyLMError(f"cannot write to --out {out_dir}: {e.strerror}") from None
 
 
+def batch_identity(cfg, world: World) -> dict:
+    """The training settings a resume must share: those of `cfg`, with the global batch in place of how it is cut
+    (batch size, accumulation, processes), which may change between the two parts of a run."""
+    train = {k: v for k, v in asdict(cfg).items() if k not in ("batch_size", "grad_accum")}
+    return {**train, "global_batch": global_batch(cfg, world)}
+
+
+def global_batch(cfg, world: World) -> int:
+    return cfg.batch_size * cfg.grad_accum * world.size
+
+
+def describe_batch(cfg, world: World, what: str) -> str:
+    """'batches of 64 sequences' and, when it is cut, how: '(16 x 2 accumulated x 2 processes)'."""
+    parts = [f"{cfg.batch_size}"] + ([f"{cfg.grad_accum} accumulated"] if cfg.grad_accum > 1 else []) + \
+        ([f"{world.size} processes"] if world.size > 1 else [])
+    return f"batches of {global_batch(cfg, world)} {what}" + (f" ({' x '.join(parts)})" if len(parts) > 1 else "")
+
+
 def loop_config(cfg, run: RunOptions, max_steps: int, precision: str, description: str) -> LoopConfig:
     return LoopConfig(max_steps=max_steps, lr=cfg.lr, warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
                       grad_clip=cfg.grad_clip, log_every=cfg.log_every, precision=precision,
@@ -105,10 +149,12 @@ def pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config:
     """Pretrain BertForMaskedLM on `data` and write a base checkpoint to out_dir. Returns the run summary.
 
     run.scrub_kinds: PII kinds to replace before training; a tokenizer trained with scrubbing passes it on anyway.
+    Under torchrun, every process runs this with the same arguments (see tinylm.distributed).
     """
     run = (run or RunOptions()).check()
     started = now()
-    check_positive(cfg, ("max_steps", "epochs", "max_minutes", "batch_size", "lr", "seq_len", "log_every"))
+    check_positive(cfg, ("max_steps", "epochs", "max_minutes", "batch_size", "grad_accum", "lr", "seq_len",
+                         "log_every"))
     if not 0 < cfg.mlm_probability < 1:
         raise TinyLMError(f"mlm_probability must be in (0, 1), got {cfg.mlm_probability}")
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -121,16 +167,22 @@ def pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config:
                           f"{model_config.max_position_embeddings}")
     if cfg.seq_len < 2:
         raise TinyLMError(f"--seq-len must be at least 2 ([CLS] and one token), got {cfg.seq_len}")
-    log = prepare_out_dir(out_dir, run)
-    dev = resolve_device(run.device)
+    with distributed.session(run.device) as world:
+        return _pretrain(data, tokenizer_dir, tokenizer, out_dir, model_config, cfg, run, world, scrub_kinds, started)
+
+
+def _pretrain(data, tokenizer_dir, tokenizer, out_dir, model_config, cfg, run, world, scrub_kinds, started) -> dict:
+    log = prepare_out_dir(out_dir, run, world)
+    dev = world.device
     precision = resolve_precision(run.precision, dev)
 
     inputs, hashing_s = file_records(data)
     key = corpus_key(inputs, Path(tokenizer_dir) / TOKENIZER_FILE, cfg.text_column, run.encoding, scrub_kinds)
-    shards = encode_corpus(data, tokenizer, key, run.cache_dir, cfg.text_column, run.encoding, scrub_kinds,
-                           run.quiet, console)
+    with world.local_main_first():  # encoded once per machine; the others read the cache
+        shards = encode_corpus(data, tokenizer, key, run.cache_dir, cfg.text_column, run.encoding, scrub_kinds,
+                               run.quiet, console)
     rows = PackedRows(shards.tokens, cfg.seq_len, tokenizer.token_to_id(CLS), tokenizer.token_to_id(PAD))
-    steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
+    steps_per_epoch = math.ceil(len(rows) / global_batch(cfg, world))
     if cfg.max_steps is None:  # from --epochs; with only --max-minutes, the budget alone decides
         cfg.max_steps = BUDGET_LIMIT if cfg.max_minutes and not cfg.epochs else \
             max(1, math.ceil((cfg.epochs or 1) * steps_per_epoch))
@@ -138,24 +190,27 @@ def pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config:
         f"{cfg.max_steps:,} steps ({cfg.max_steps / steps_per_epoch:.2f} epochs)" + \
         (f" or {cfg.max_minutes:g} minutes" if cfg.max_minutes else "")
     console.print(f"pretraining on {shards.meta['n_documents']:,} documents = {len(rows):,} rows of {cfg.seq_len} "
-                  f"tokens; {length} of batches of {cfg.batch_size}, {precision} on {dev.type}")
+                  f"tokens; {length} of {describe_batch(cfg, world, 'rows')}, {precision} on {dev.type}")
 
-    (Path(out_dir) / RUN_CONFIG).write_text(to_toml({"model": model_config, "train": cfg}), encoding="utf-8")
+    if world.is_main:
+        (Path(out_dir) / RUN_CONFIG).write_text(to_toml({"model": model_config, "train": cfg}), encoding="utf-8")
     torch.manual_seed(cfg.seed)
     model = BertForMaskedLM(model_config)
     ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
-    batches = MLMBatches(rows, cfg.batch_size, cfg.seed, ids, model_config.vocab_size, cfg.mlm_probability)
+    batches = MLMBatches(rows, cfg.batch_size, cfg.seed, ids, model_config.vocab_size, cfg.mlm_probability,
+                         world.layout(cfg.grad_accum))
     args = {"stage": "pretrain", "command": run.command, "data": [str(p) for p in data],
             "tokenizer": str(tokenizer_dir), "precision": precision, "train": asdict(cfg),
-            "scrub_pii": list(scrub_kinds or [])}
+            "processes": world.size, "scrub_pii": list(scrub_kinds or [])}
     identity = {"inputs": [r["sha256"] for r in inputs], "tokens": key, "model": asdict(model_config),
-                "train": asdict(cfg), "precision": precision}
+                "train": batch_identity(cfg, world), "precision": precision}
     summary = train(model, batches, loop_config(cfg, run, cfg.max_steps, precision, "pretrain"), log, dev,
-                    out_dir=Path(out_dir), run_args=identity, resume=run.resume)
+                    out_dir=Path(out_dir), run_args=identity, resume=run.resume, world=world)
     args["summary"] = summary
-    manifest = build_manifest("mlm", inputs, [parent_record(tokenizer_dir, "tokenizer")],
-                              {**args, "model": asdict(model_config)}, run.command, started, run.record_host,
-                              scrub_record(scrub_kinds, shards.meta.get("scrub_counts")), hashing_s)
-    save_checkpoint(out_dir, model, tokenizer, args, provenance=manifest)
-    shutil.rmtree(checkpoint_root(out_dir), ignore_errors=True)  # the run is complete: its model is the hand-off
+    if world.is_main:
+        manifest = build_manifest("mlm", inputs, [parent_record(tokenizer_dir, "tokenizer")],
+                                  {**args, "model": asdict(model_config)}, run.command, started, run.record_host,
+                                  scrub_record(scrub_kinds, shards.meta.get("scrub_counts")), hashing_s)
+        save_checkpoint(out_dir, model, tokenizer, args, provenance=manifest)
+        shutil.rmtree(checkpoint_root(out_dir), ignore_errors=True)  # the run is complete: its model is the hand-off
     return summary

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from tinylm import distributed
+from tinylm.distributed import World
 from tinylm.errors import TinyLMError
 from tinylm.state import latest_checkpoint, load_state, save_state
 
@@ -27,11 +30,21 @@ console = Console(stderr=True, soft_wrap=True)  # stdout stays clean for --json 
 
 @dataclass
 class Batch:
+    """One micro-batch: a step trains on the micro-batches of every process (see tinylm.distributed)."""
+
     inputs: dict[str, torch.Tensor]  # keyword arguments of the model's forward, labels included
     n_tokens: int  # real (non-padding) tokens, for tokens/s
+    n_targets: float | None = None  # what its mean loss divides by (masked tokens, documents' class weights)
     epoch: int = 1  # the (1-based) pass over the data this batch belongs to
     epoch_end: bool = False
     epoch_fraction: float = 1.0  # the share of its epoch done once this batch is trained on
+    seed: int | None = None  # the dropout RNG's seed for this micro-batch
+    rows: np.ndarray | None = None  # which sequences of the data it holds
+
+
+def derived_seed(*keys: int) -> int:
+    """A 63-bit seed from integers (e.g. seed, step, micro-batch): statistically independent streams."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0] >> 1)
 
 
 @dataclass
@@ -203,6 +216,19 @@ class MetricsLog:
         self.path.write_text("".join(kept), encoding="utf-8")
 
 
+class NullLog(MetricsLog):
+    """The metrics log of a process other than rank 0: rank 0 alone writes metrics.jsonl."""
+
+    def __init__(self):
+        pass
+
+    def write(self, record: dict):
+        pass
+
+    def truncate_after(self, step: int):
+        pass
+
+
 def progress_bar(quiet: bool) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -212,22 +238,26 @@ def progress_bar(quiet: bool) -> Progress:
     )
 
 
-def train(model: torch.nn.Module, batch_at: Callable[[int], Batch], cfg: LoopConfig, log: MetricsLog,
+def train(model: torch.nn.Module, batches_at: Callable[[int], list[Batch]], cfg: LoopConfig, log: MetricsLog,
           device: torch.device, out_dir: Path | None = None, run_args: dict | None = None, resume: bool = False,
-          on_epoch_end: Callable[[int, int], dict] | None = None, stage_state: dict | None = None) -> dict:
-    """Run the optimisation steps up to cfg.max_steps; batch_at(i) is the batch of step i + 1 (0-based).
+          on_epoch_end: Callable[[int, int], dict] | None = None, stage_state: dict | None = None,
+          world: World | None = None) -> dict:
+    """Run the optimisation steps up to cfg.max_steps; batches_at(i) is this process's micro-batches of step
+    i + 1 (0-based).
 
     With out_dir, resumable checkpoints go to out_dir/checkpoints (every cfg.save_every steps / save_minutes,
     and on SIGINT/SIGTERM); resume=True continues from the newest one. stage_state is the stage's own state
     (e.g. the best epoch so far), saved and restored with the rest. on_epoch_end(epoch, step) may return figures.
+    With several processes (world), every one runs this loop in step; rank 0 alone logs and saves, and paces a
+    time budget for all.
     """
+    world = world or World(device=device)
     model.to(device).train()
-    runner = torch.compile(model) if cfg.compile else model  # saved and restored as `model`: plain names
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     scheduler = linear_schedule(optimizer, math.ceil(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
     stage_state = {} if stage_state is None else stage_state
     counters = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "skipped": 0}
-    if resume and (found := latest_checkpoint(out_dir)) is not None:
+    if resume and (found := agreed_checkpoint(out_dir, world)) is not None:
         restored = load_state(found, model, optimizer, scheduler)
         check_same_run(restored["run_args"], run_args or {}, found)
         counters.update({k: v for k, v in restored["counters"].items() if k != "stage"})
@@ -236,31 +266,46 @@ def train(model: torch.nn.Module, batch_at: Callable[[int], Batch], cfg: LoopCon
             set_length(cfg, scheduler, counters["max_steps"])
         console.print(f"resuming from {found} (step {counters['step']:,} of {cfg.max_steps:,})")
     log.truncate_after(counters["step"])
+    runner = distributed.wrap(model, world)
+    runner = torch.compile(runner) if cfg.compile else runner  # saved and restored as `model`: plain names
 
-    def save() -> Path:
-        return save_state(out_dir, model, optimizer, scheduler, {**counters, "stage": stage_state}, run_args or {},
-                          cfg.keep_checkpoints)
+    def save() -> Path | None:
+        folder = save_state(out_dir, model, optimizer, scheduler, {**counters, "stage": stage_state},
+                            run_args or {}, cfg.keep_checkpoints) if world.is_main else None
+        world.barrier()  # no process goes on (or exits) before the checkpoint is whole
+        return folder
 
     t0 = clock = time.perf_counter()
     session_tokens, last_save, window, last, limit, paced = 0, time.monotonic(), [], {}, cfg.max_steps, None
-    with StopSignals() as stop, progress_bar(cfg.quiet) as bar:
+    with StopSignals() as stop, progress_bar(cfg.quiet or not world.is_main) as bar:
         task = bar.add_task(cfg.description, total=cfg.max_steps, completed=counters["step"], loss="-", rate="-")
         step = counters["step"]
         while step < cfg.max_steps:
             step += 1
-            batch = batch_at(step - 1)
-            loss = training_step(runner, optimizer, scheduler, batch, cfg, device, step, out_dir, counters)
+            batches = batches_at(step - 1)
+            loss = training_step(runner, optimizer, scheduler, batches, cfg, device, step, out_dir, counters, world)
             now = time.perf_counter()
-            session_tokens += batch.n_tokens
-            counters.update(step=step, tokens=counters["tokens"] + batch.n_tokens,
-                            elapsed_s=counters["elapsed_s"] + now - clock)
+            counters.update(step=step, elapsed_s=counters["elapsed_s"] + now - clock)
             clock = now
-            if cfg.max_minutes:  # the pace after the first (slower) step: fitted at 3 steps, refitted every 10
-                paced = paced or (now, step)
+            if cfg.max_minutes and world.is_main:  # the pace after the first (slower) step: fitted at 3 steps,
+                paced = paced or (now, step)         # refitted every 10
                 n = step - paced[1]
                 if n == 3 or (n and n % 10 == 0) or counters["elapsed_s"] >= 60 * cfg.max_minutes:
                     fit_to_budget(cfg, scheduler, counters, (now - paced[0]) / max(n, 1), limit)
-                    bar.update(task, total=cfg.max_steps)
+            n_tokens = sum(b.n_tokens for b in batches)
+            timed = bool(cfg.save_minutes) and time.monotonic() - last_save >= 60 * cfg.save_minutes
+            if world.size > 1:  # the global loss and tokens, any process's stop signal or save time, rank 0's length
+                shared = world.all_sum([loss if loss is not None else 0.0, n_tokens, stop.received is not None,
+                                        timed, cfg.max_steps if world.is_main else 0])
+                loss = None if loss is None else shared[0]
+                n_tokens, timed = int(shared[1]), shared[3] > 0
+                stop.received = stop.received or (signal.SIGTERM if shared[2] else None)
+                if int(shared[4]) != cfg.max_steps:
+                    counters["max_steps"] = int(shared[4])
+                    set_length(cfg, scheduler, counters["max_steps"])
+            bar.update(task, total=cfg.max_steps)
+            session_tokens += n_tokens
+            counters["tokens"] += n_tokens
             if loss is not None:
                 window.append(loss)
             if (step % cfg.log_every == 0 or step == cfg.max_steps) and window:
@@ -273,12 +318,12 @@ def train(model: torch.nn.Module, batch_at: Callable[[int], Batch], cfg: LoopCon
                 window = []
             bar.update(task, completed=step)
             # A budget may end the run inside an epoch: that part-epoch is validated too.
+            batch = batches[0]
             if on_epoch_end is not None and (batch.epoch_end or step == cfg.max_steps):
                 part = {} if batch.epoch_end else {"epoch_fraction": batch.epoch_fraction}
                 log.write({"step": step, "epoch": batch.epoch, **part, **on_epoch_end(batch.epoch, step)})
                 model.train()
-            due = (cfg.save_every and step % cfg.save_every == 0) or (cfg.save_at_epoch_end and batch.epoch_end) or \
-                (cfg.save_minutes and time.monotonic() - last_save >= 60 * cfg.save_minutes)
+            due = (cfg.save_every and step % cfg.save_every == 0) or (cfg.save_at_epoch_end and batch.epoch_end) or timed
             if out_dir is not None and step < cfg.max_steps and (due or stop.received):
                 saved, last_save = save(), time.monotonic()
             if stop.received and step < cfg.max_steps:
@@ -289,24 +334,42 @@ def train(model: torch.nn.Module, batch_at: Callable[[int], Batch], cfg: LoopCon
             "skipped_steps": counters["skipped"], **last}
 
 
-def training_step(model, optimizer, scheduler, batch: Batch, cfg: LoopConfig, device, step: int,
-                  out_dir: Path | None, counters: dict) -> float | None:
-    """One optimisation step; returns the loss, or None when a non-finite loss/gradient made it skip the batch."""
-    inputs = {k: v.to(device, non_blocking=True) for k, v in host_inputs(batch).items()}
-    with autocast(cfg.precision, device):
-        loss, _ = model(**inputs)
-    value = loss.item()
-    optimizer.zero_grad(set_to_none=True)
-    if math.isfinite(value):
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        if torch.isfinite(norm):
-            optimizer.step()
-            scheduler.step()
-            return value
-        what = f"the gradient norm became {norm.item()}"
+def training_step(model, optimizer, scheduler, batches: list[Batch], cfg: LoopConfig, device, step: int,
+                  out_dir: Path | None, counters: dict, world: World | None = None) -> float | None:
+    """One optimisation step over this process's micro-batches; returns its share of the step's loss, or None
+    when a non-finite loss/gradient made it skip the step.
+
+    Each micro-batch's mean loss is weighted by its share of the global batch's targets, so the summed gradient is
+    that of the global batch's mean loss however the batch is split (DDP then averages over processes, hence
+    the factor world.size).
+    """
+    size = world.size if world else 1
+    if any(b.n_targets is None for b in batches):
+        shares = [1 / len(batches)] * len(batches)
     else:
-        what = f"the loss became {value}"
+        local = sum(b.n_targets for b in batches)
+        total = world.all_sum([local])[0] if world else local
+        shares = [b.n_targets / total if total else 0.0 for b in batches]
+    optimizer.zero_grad(set_to_none=True)
+    value = None
+    for i, (batch, share) in enumerate(zip(batches, shares)):
+        if batch.seed is not None:  # dropout depends on the micro-batch, not on which process computes it
+            torch.manual_seed(batch.seed)
+        inputs = {k: v.to(device, non_blocking=True) for k, v in host_inputs(batch).items()}
+        accumulate = model.no_sync() if size > 1 and i < len(batches) - 1 else nullcontext()
+        with accumulate:
+            with autocast(cfg.precision, device):
+                loss, _ = model(**inputs)
+            (loss * (share * size)).backward()
+        part = loss.detach().float() * share
+        value = part if value is None else value + part
+    value = value.item()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    if torch.isfinite(norm):  # the same on every process: the gradients are averaged before
+        optimizer.step()
+        scheduler.step()
+        return value
+    what = f"the loss became {value}" if not math.isfinite(value) else f"the gradient norm became {norm.item()}"
     if cfg.on_nan != "skip":
         previous = latest_checkpoint(out_dir) if out_dir is not None else None
         kept = f"the last good checkpoint is {previous} (resume with --resume)" if previous else \
@@ -323,6 +386,16 @@ def training_step(model, optimizer, scheduler, batch: Batch, cfg: LoopConfig, de
     return None
 
 
+def agreed_checkpoint(out_dir: Path | None, world: World) -> Path | None:
+    """The newest checkpoint to resume from, the same for every process (or one clear error)."""
+    found = latest_checkpoint(out_dir) if out_dir is not None else None
+    step = int(found.name.split("-")[-1]) if found else -1
+    if world.all_sum([step])[0] != step * world.size:
+        raise TinyLMError(f"the processes see different checkpoints in {out_dir} (process {world.rank}: "
+                          f"{found or 'none'}); on several machines, --out must be a folder they all share")
+    return found
+
+
 def host_inputs(batch: Batch) -> dict:
     """The batch's tensors, less an attention mask without padding (packed pretraining rows have none). It is
     checked here, on the host: the model would check it on the GPU, a synchronisation every step (and a graph
@@ -337,6 +410,11 @@ def check_same_run(saved: dict, current: dict, folder: Path):
     """A resume must continue the same run: the same data, configuration and seed."""
     saved, current = flatten(saved), flatten(current)
     changed = [key for key in sorted(set(saved) | set(current)) if saved.get(key) != current.get(key)]
+    if "train.global_batch" in changed:
+        raise TinyLMError(f"--resume needs the global batch of the run that wrote {folder}: "
+                          f"{saved.get('train.global_batch')} sequences per step then, {current.get('train.global_batch')} "
+                          "now (batch size x grad accumulation x processes); set --grad-accum or --batch-size so "
+                          "that they match")
     if changed:
         detail = "; ".join(f"{k} {saved.get(k)!r} then, {current.get(k)!r} now" for k in changed[:3])
         raise TinyLMError(f"--resume needs the arguments of the run that wrote {folder}, but they differ ({detail})")
