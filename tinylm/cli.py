@@ -19,7 +19,8 @@ from rich.table import Table
 
 from tinylm.config import RunOptions, resolve_finetune, resolve_pretrain, to_toml
 from tinylm.data import FORMATS_HELP
-from tinylm.errors import TinyLMError
+from tinylm.distributed import rank
+from tinylm.errors import Interrupted, TinyLMError
 from tinylm.provenance import command_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -32,7 +33,10 @@ TextColumn = Annotated[str, typer.Option(help="Column (CSV/TSV header or JSONL k
 LabelColumn = Annotated[str, typer.Option(help="Column holding the label.")]
 Encoding = Annotated[str, typer.Option(help="Text encoding of the input files.")]
 Precision = Annotated[str, typer.Option(help="auto = bf16 where the hardware runs it natively, else fp32; or fp32, bf16.")]
-Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Device = Annotated[str, typer.Option(help="auto (a CUDA GPU when there is one), cpu or cuda.")]
+GradAccum = Annotated[Optional[int], typer.Option(help="Micro-batches of --batch-size summed per step on each "
+                                                  "process: a step's global batch is batch-size x grad-accum x "
+                                                  "processes (torchrun).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 ScrubPii = Annotated[bool, typer.Option("--scrub-pii", help="Replace e-mails, IBANs, card and phone numbers with "
@@ -113,7 +117,8 @@ def pretrain(
     epochs: Annotated[Optional[float], typer.Option(help="Passes over the corpus, instead of --max-steps.")] = None,
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: train as many steps as fit (at "
                                                          "most --max-steps if given), the LR schedule fitted to it.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per step.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per forward pass (per process).")] = None,
+    grad_accum: GradAccum = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
     seq_len: Annotated[Optional[int], typer.Option(help="Tokens per packed sequence.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
@@ -145,8 +150,8 @@ def pretrain(
 
     if max_steps is not None and epochs is not None:
         raise TinyLMError("give --max-steps or --epochs, not both")
-    flags = dict(max_steps=max_steps, epochs=epochs, max_minutes=max_minutes, batch_size=batch_size, lr=lr,
-                 seq_len=seq_len, seed=seed, text_column=text_column)
+    flags = dict(max_steps=max_steps, epochs=epochs, max_minutes=max_minutes, batch_size=batch_size,
+                 grad_accum=grad_accum, lr=lr, seq_len=seq_len, seed=seed, text_column=text_column)
     model_config, cfg = resolve_pretrain(preset, config, flags)
     if print_config:
         print(to_toml({"model": model_config, "train": cfg}), end="")
@@ -156,8 +161,9 @@ def pretrain(
                          on_nan=on_nan, quiet=quiet, encoding=encoding, command=command_line(),
                          scrub_kinds=scrub_kinds(scrub_pii, scrub_vat), record_host=record_host, cache_dir=cache_dir)
     summary = run(data, tokenizer, out_dir, model_config, cfg, options)
-    out.print(f"pretrained {summary['steps']:,} steps in {summary['elapsed_s']:.0f}s "
-              f"({summary['tokens_per_s']:,.0f} tok/s), final MLM loss {summary['loss']:.4f} -> {out_dir}")
+    if rank() == 0:
+            out.print(f"pretrained {summary['steps']:,} steps in {summary['elapsed_s']:.0f}s "
+                  f"({summary['tokens_per_s']:,.0f} tok/s), final MLM loss {summary['loss']:.4f} -> {out_dir}")
 
 
 @app.command()
@@ -172,7 +178,8 @@ def finetune(
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: as many whole epochs (up to "
                                                          "--epochs) as fit.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Documents per step.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Documents per forward pass (per process).")] = None,
+    grad_accum: GradAccum = None,
     seq_len: Annotated[Optional[int], typer.Option(help="Longest document in tokens; longer ones are truncated.")] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="Share of TRAIN held out when --val is not given.")] = None,
     pooling: Annotated[Optional[str], typer.Option(help="mean (of token states; learns fast) or cls (BERT's [CLS] pooler).")] = None,
@@ -206,8 +213,9 @@ def finetune(
     """
     from tinylm.finetune import finetune as run
 
-    flags = dict(epochs=epochs, max_minutes=max_minutes, class_weights=class_weights, long_docs=long_docs, lr=lr, batch_size=batch_size, seq_len=seq_len, val_fraction=val_fraction, seed=seed, pooling=pooling,
-                 text_column=text_column, label_column=label_column)
+    flags = dict(epochs=epochs, max_minutes=max_minutes, class_weights=class_weights, long_docs=long_docs, lr=lr,
+                 batch_size=batch_size, grad_accum=grad_accum, seq_len=seq_len, val_fraction=val_fraction, seed=seed,
+                 pooling=pooling, text_column=text_column, label_column=label_column)
     cfg = resolve_finetune(config, flags)
     if print_config:
         print(to_toml({"train": cfg}), end="")
@@ -218,8 +226,9 @@ def finetune(
                          scrub_kinds=scrub_kinds(scrub_pii, scrub_vat), record_host=record_host)
     summary = run(train_data, base, out_dir, cfg, val, options)
     best = summary["best"]
-    out.print(f"best validation accuracy {best['val_accuracy']:.4f} (macro-F1 {best['val_macro_f1']:.4f}) "
-              f"at epoch {best['epoch']} -> {out_dir}")
+    if rank() == 0:
+            out.print(f"best validation accuracy {best['val_accuracy']:.4f} (macro-F1 {best['val_macro_f1']:.4f}) "
+                  f"at epoch {best['epoch']} -> {out_dir}")
 
 
 @app.command("eval")
@@ -237,6 +246,9 @@ def evaluate(
     seed: Annotated[Optional[int], typer.Option(help="Base checkpoint: seed of the fixed masking (default 0).")] = None,
     batch_size: Annotated[int, typer.Option(help="Documents (classifier) or packed rows (base) per forward pass.")] = 64,
     encoding: Encoding = "utf-8",
+    device: Device = "auto",
+    precision: Annotated[str, typer.Option(help="Classifier: auto = bf16 where the hardware runs it natively, "
+                                           "else fp32; or fp32, bf16.")] = "auto",
 ):
     """Evaluate a checkpoint on held-out data.
 
@@ -253,12 +265,13 @@ def evaluate(
         if errors_file is not None:
             raise TinyLMError(f"--errors lists misclassified documents, but {checkpoint} is a base (MLM) checkpoint; "
                               "give a classifier from `tinylm finetune`")
-        report = evaluate_mlm(checkpoint, data, text_column, batch_size, encoding, seed or 0)
+        report = evaluate_mlm(checkpoint, data, text_column, batch_size, encoding, seed or 0, device=device)
     else:
         if seed is not None:
             raise TinyLMError("--seed is for base (MLM) checkpoints, whose evaluation masks tokens at random; "
                               f"{checkpoint} is a classifier, evaluated deterministically")
-        report, rows = evaluate_predictions(checkpoint, data, text_column, label_column, batch_size, encoding)
+        report, rows = evaluate_predictions(checkpoint, data, text_column, label_column, batch_size, encoding,
+                                            device=device, precision=precision)
         if errors_file is not None:
             errors = [row for row in rows if row["predicted"] != row["label"]]
             write_rows(errors_file, errors, ERROR_COLUMNS, report["labels"])
@@ -308,12 +321,14 @@ def predict(
     encoding: Encoding = "utf-8",
     scrub_pii: Annotated[bool, typer.Option("--scrub-pii", help="Scrub PII from the input (automatic when the "
                                             "classifier was trained with --scrub-pii).")] = False,
+    device: Device = "auto",
+    precision: Precision = "auto",
 ):
     """Label new documents: one row per input document, in input order, with the class probabilities."""
     from tinylm.evaluate import check_suffix, predict as run, write_rows
 
     check_suffix(out_file, (".jsonl", ".csv"), "--out")
-    rows = run(checkpoint, data, text_column, id_column, batch_size, encoding, scrub_pii)
+    rows = run(checkpoint, data, text_column, id_column, batch_size, encoding, scrub_pii, device, precision)
     if out_file is None:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
@@ -413,7 +428,8 @@ def main(argv: list[str] | None = None):
     except TinyLMError as e:
         if state["debug"]:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        if rank() == 0 or not isinstance(e, Interrupted):  # under torchrun, rank 0 reports a stop for all
+            print(f"error: {e}" if rank() == 0 else f"error (process {rank()}): {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

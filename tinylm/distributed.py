@@ -49,6 +49,7 @@ class World:
     rank: int = 0
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    backend: str | None = None  # gloo or nccl; None with one process
 
     @property
     def is_main(self) -> bool:
@@ -67,7 +68,7 @@ class World:
 
     def barrier(self):
         if self.size > 1:
-            dist.barrier(device_ids=[self.device.index]) if self.device.type == "cuda" else dist.barrier()
+            dist.barrier(device_ids=[self.device.index]) if self.backend == "nccl" else dist.barrier()
 
     @contextmanager
     def local_main_first(self):
@@ -85,30 +86,39 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def rank() -> int:
+    """This process's rank (0 without torchrun), known before any process group starts."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def start(device: str = "auto") -> World:
     """The World of this process; under torchrun, its process group (gloo on CPUs, nccl on GPUs) is started.
 
     device: auto (CUDA when present), cpu or cuda. With CUDA each process of a machine takes the GPU of its
-    local rank.
+    local rank. The environment variable TINYLM_BACKEND=gloo|nccl overrides the choice of backend (gloo lets
+    several processes share one GPU, e.g. to test the multi-process path on a single GPU).
     """
     from tinylm.train import console, resolve_device
 
     size, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     chosen = resolve_device(device)
+    backend = os.environ.get("TINYLM_BACKEND") or ("nccl" if chosen.type == "cuda" else "gloo")
+    if backend not in ("gloo", "nccl") or (backend == "nccl" and chosen.type != "cuda"):
+        raise TinyLMError(f"TINYLM_BACKEND={backend!r}: use gloo, or nccl with CUDA GPUs")
     if chosen.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise TinyLMError(f"process {local_rank} of this machine has no GPU of its own: "
-                              f"{torch.cuda.device_count()} GPU(s) here; start at most that many processes per "
-                              "machine (torchrun --nproc-per-node), or pass --device cpu")
-        chosen = torch.device("cuda", local_rank)
+        gpus = torch.cuda.device_count()
+        if local_rank >= gpus and backend == "nccl":
+            raise TinyLMError(f"process {local_rank} of this machine has no GPU of its own: {gpus} GPU(s) here; "
+                              "start at most that many processes per machine (torchrun --nproc-per-node), or "
+                              "pass --device cpu")
+        chosen = torch.device("cuda", local_rank % gpus)
         torch.cuda.set_device(chosen)
-    world = World(size, rank, local_rank, chosen)
+    world = World(size, rank, local_rank, chosen, backend if size > 1 else None)
     if size > 1 and not dist.is_initialized():
-        backend = "nccl" if chosen.type == "cuda" else "gloo"
         try:
             dist.init_process_group(backend, timeout=TIMEOUT, rank=rank, world_size=size,
-                                    **({"device_id": chosen} if chosen.type == "cuda" else {}))
+                                    **({"device_id": chosen} if backend == "nccl" else {}))
         except (RuntimeError, ValueError) as e:
             raise TinyLMError(f"cannot join the {size}-process group ({backend}): {' '.join(str(e).split())[:200]}")
     if not world.is_main:

@@ -10,3 +10,7 @@ class TinyLMError(Exception):
         # Newlines would break the one-line contract; fold them.
         super().__init__(" ".join(str(message).split()))
         self.exit_code = exit_code
+
+
+class Interrupted(TinyLMError):
+    """SIGINT / SIGTERM: the step finished, a checkpoint was saved; exit 128 + signal number (130 / 143)."""

@@ -19,16 +19,18 @@ from tinylm.inspection import read_json
 from tinylm.masking import mask_rows, special_positions
 from tinylm.pii import DEFAULT_KINDS, scrub_all
 from tinylm.tokenizer import SPECIAL_TOKENS
+from tinylm.train import autocast, resolve_device, resolve_precision
 
 ERROR_COLUMNS = ["where", "text", "label", "predicted", "probability"]  # then one p_<label> column per class
 
 
 def predict_proba(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, batch_size: int = 64,
-                  device: torch.device | None = None, long_docs: str = "truncate") -> torch.Tensor:
+                  device: torch.device | None = None, long_docs: str = "truncate",
+                  precision: str = "fp32") -> torch.Tensor:
     """Class probabilities (N, num_labels) in input order. Sorting by length keeps padding per batch small.
 
     long_docs="windows": a document longer than seq_len is read in consecutive windows whose class
-    probabilities are averaged.
+    probabilities are averaged. precision: fp32, or bf16 (autocast; for hardware that runs it natively).
     """
     device = device or torch.device("cpu")
     model.to(device).eval()
@@ -39,7 +41,7 @@ def predict_proba(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, b
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         input_ids, attention_mask = pad_batch([sequences[i] for i in chunk], pad_id)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(precision, device):
             logits = model(input_ids.to(device), attention_mask.to(device))
             probs[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
     if long_docs == "windows":  # the mean over each document's windows
@@ -109,9 +111,11 @@ def prediction(p: list[float], labels: list[str]) -> tuple[str, float, dict[str,
 
 
 def evaluate_predictions(ckpt_dir: Path, data: Path, text_column: str = "text", label_column: str = "label",
-                         batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False) -> tuple[dict, list[dict]]:
+                         batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False, device: str = "cpu",
+                         precision: str = "fp32") -> tuple[dict, list[dict]]:
     """The classification report and one row per document, in input order: where (file:line), text (as the model
-    saw it, i.e. scrubbed where the classifier scrubs), label, predicted, probability, probabilities."""
+    saw it, i.e. scrubbed where the classifier scrubs), label, predicted, probability, probabilities.
+    device: cpu, cuda or auto; precision: fp32, bf16 or auto (bf16 where the hardware runs it natively)."""
     model, tokenizer, meta = load_checkpoint(ckpt_dir, expect_kind="classifier")
     records = read_records(data, text_column, label_column, encoding=encoding)
     id2label = meta["id2label"]
@@ -122,8 +126,9 @@ def evaluate_predictions(ckpt_dir: Path, data: Path, text_column: str = "text", 
         raise TinyLMError(f"label(s) {', '.join(map(repr, unseen))} (first at {where}) were never seen in training; "
                           f"the model knows {', '.join(id2label.values())}")
     texts = scrubbed_texts(ckpt_dir, [r.text for r in records], scrub_pii)
-    probs = predict_proba(model, tokenizer, texts, checkpoint_seq_len(ckpt_dir, model), batch_size,
-                          long_docs=checkpoint_long_docs(ckpt_dir))
+    dev = resolve_device(device)
+    probs = predict_proba(model, tokenizer, texts, checkpoint_seq_len(ckpt_dir, model), batch_size, dev,
+                          checkpoint_long_docs(ckpt_dir), resolve_precision(precision, dev))
     labels = [id2label[i] for i in range(len(id2label))]
     report = classification_report([label2id[r.label] for r in records], probs.argmax(-1).tolist(), labels)
     rows = []
@@ -135,18 +140,23 @@ def evaluate_predictions(ckpt_dir: Path, data: Path, text_column: str = "text", 
 
 
 def evaluate(ckpt_dir: Path, data: Path, text_column: str = "text", label_column: str = "label",
-             batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False) -> dict:
+             batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False, device: str = "cpu",
+             precision: str = "fp32") -> dict:
     """accuracy, macro_f1, n, labels, per_class and confusion of a classifier on labelled data."""
-    return evaluate_predictions(ckpt_dir, data, text_column, label_column, batch_size, encoding, scrub_pii)[0]
+    return evaluate_predictions(ckpt_dir, data, text_column, label_column, batch_size, encoding, scrub_pii, device,
+                                precision)[0]
 
 
 def predict(ckpt_dir: Path, data: Path, text_column: str = "text", id_column: str | None = None,
-            batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False) -> list[dict]:
+            batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False, device: str = "cpu",
+            precision: str = "fp32") -> list[dict]:
     """One row per input document, in input order: id (if asked), label, probabilities per class."""
     model, tokenizer, meta = load_checkpoint(ckpt_dir, expect_kind="classifier")
     records = read_records(data, text_column, id_column=id_column, encoding=encoding)
+    dev = resolve_device(device)
     probs = predict_proba(model, tokenizer, scrubbed_texts(ckpt_dir, [r.text for r in records], scrub_pii),
-                          checkpoint_seq_len(ckpt_dir, model), batch_size, long_docs=checkpoint_long_docs(ckpt_dir))
+                          checkpoint_seq_len(ckpt_dir, model), batch_size, dev, checkpoint_long_docs(ckpt_dir),
+                          resolve_precision(precision, dev))
     labels = [meta["id2label"][i] for i in range(len(meta["id2label"]))]
     rows = []
     for record, p in zip(records, probs.tolist()):
@@ -195,7 +205,8 @@ def mlm_metrics(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, mlm
 
 
 def evaluate_mlm(ckpt_dir: Path, data: Path, text_column: str = "text", batch_size: int = 64,
-                 encoding: str = "utf-8", seed: int = 0, mlm_probability: float | None = None) -> dict:
+                 encoding: str = "utf-8", seed: int = 0, mlm_probability: float | None = None,
+                 device: str = "cpu") -> dict:
     """Masked-token accuracy and perplexity of a base checkpoint on held-out text, masked as in its pretraining
     (its sequence length and mlm_probability, 15% if unrecorded) but deterministically, from `seed`."""
     model, tokenizer, _ = load_checkpoint(ckpt_dir, expect_kind="mlm")
@@ -206,7 +217,7 @@ def evaluate_mlm(ckpt_dir: Path, data: Path, text_column: str = "text", batch_si
     if not isinstance(mlm_probability, (int, float)) or not 0 < mlm_probability < 1:
         raise TinyLMError(f"mlm_probability must be in (0, 1), got {mlm_probability!r}")
     seq_len = checkpoint_seq_len(ckpt_dir, model)
-    metrics = mlm_metrics(model, tokenizer, texts, seq_len, mlm_probability, seed, batch_size)
+    metrics = mlm_metrics(model, tokenizer, texts, seq_len, mlm_probability, seed, batch_size, resolve_device(device))
     return {"kind": "mlm", **metrics, "n_documents": len(texts), "seq_len": seq_len,
             "mlm_probability": mlm_probability, "seed": seed}
 

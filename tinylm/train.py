@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tinylm import distributed
 from tinylm.distributed import World
-from tinylm.errors import TinyLMError
+from tinylm.errors import Interrupted, TinyLMError
 from tinylm.state import latest_checkpoint, load_state, save_state
 
 console = Console(stderr=True, soft_wrap=True)  # stdout stays clean for --json output
@@ -67,10 +67,6 @@ class LoopConfig:
     step_multiple: int = 1  # with max_minutes: end on a multiple of this (an epoch, for fine-tuning)
     compile: bool = False  # run the forward and backward through torch.compile
     extra_log: dict = field(default_factory=dict)
-
-
-class Interrupted(TinyLMError):
-    """SIGINT / SIGTERM: the step finished, a checkpoint was saved; exit 128 + signal number (130 / 143)."""
 
 
 class StopSignals:
