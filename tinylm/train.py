@@ -290,12 +290,13 @@ def train(model: torch.nn.Module, batches_at: Callable[[int], list[Batch]], cfg:
                     fit_to_budget(cfg, scheduler, counters, (now - paced[0]) / max(n, 1), limit)
             n_tokens = sum(b.n_tokens for b in batches)
             timed = bool(cfg.save_minutes) and time.monotonic() - last_save >= 60 * cfg.save_minutes
+            stopping = stop.received  # taken once: a signal arriving later is acted on after the next step
             if world.size > 1:  # the global loss and tokens, any process's stop signal or save time, rank 0's length
-                shared = world.all_sum([loss if loss is not None else 0.0, n_tokens, stop.received is not None,
+                shared = world.all_sum([loss if loss is not None else 0.0, n_tokens, stopping is not None,
                                         timed, cfg.max_steps if world.is_main else 0])
                 loss = None if loss is None else shared[0]
                 n_tokens, timed = int(shared[1]), shared[3] > 0
-                stop.received = stop.received or (signal.SIGTERM if shared[2] else None)
+                stopping = (stopping or signal.SIGTERM) if shared[2] else None
                 if int(shared[4]) != cfg.max_steps:
                     counters["max_steps"] = int(shared[4])
                     set_length(cfg, scheduler, counters["max_steps"])
@@ -320,12 +321,12 @@ def train(model: torch.nn.Module, batches_at: Callable[[int], list[Batch]], cfg:
                 log.write({"step": step, "epoch": batch.epoch, **part, **on_epoch_end(batch.epoch, step)})
                 model.train()
             due = (cfg.save_every and step % cfg.save_every == 0) or (cfg.save_at_epoch_end and batch.epoch_end) or timed
-            if out_dir is not None and step < cfg.max_steps and (due or stop.received):
+            if out_dir is not None and step < cfg.max_steps and (due or stopping):
                 saved, last_save = save(), time.monotonic()
-            if stop.received and step < cfg.max_steps:
+            if stopping and step < cfg.max_steps:
                 where = f"checkpoint saved in {saved}; resume with: {resume_command()}" if out_dir else "nothing saved"
-                raise Interrupted(f"stopped by {signal.Signals(stop.received).name} after step {step:,}; {where}",
-                                  exit_code=128 + stop.received)
+                raise Interrupted(f"stopped by {signal.Signals(stopping).name} after step {step:,}; {where}",
+                                  exit_code=128 + stopping)
     return {"steps": counters["step"], "tokens": counters["tokens"], "elapsed_s": counters["elapsed_s"],
             "skipped_steps": counters["skipped"], **last}
 
