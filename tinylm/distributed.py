@@ -18,7 +18,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from tinylm.errors import TinyLMError
+from tinylm.errors import Interrupted, TinyLMError
 
 TIMEOUT = timedelta(minutes=60)  # rank 0 validates and saves alone; the others wait that long at most
 
@@ -139,6 +139,13 @@ def session(device: str = "auto"):
     world = start(device)
     try:
         yield world
+        # Leave together: rank 0 may still be writing the model, and a process that tears its connections
+        # down while another still uses them can be aborted by gloo (1 run in 40 here), which torchrun takes
+        # for a failed run.
+        world.barrier()
+    except Interrupted:  # a stop all processes agreed on
+        world.barrier()
+        raise
     finally:
         if owned:
             stop()
