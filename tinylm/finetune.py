@@ -12,7 +12,9 @@ import torch
 
 from tinylm.checkpoint import RUN_CONFIG, load_checkpoint, save_checkpoint
 from tinylm.config import FinetuneConfig, RunOptions, check_positive, to_toml
+from tinylm import distributed
 from tinylm.data import LONG_DOCS, Record, encode_for_classification, pad_batch, read_records
+from tinylm.distributed import Layout, World
 from tinylm.errors import TinyLMError
 from tinylm.evaluate import classification_report, predict_proba
 from tinylm.model import POOLINGS, BertForSequenceClassification
@@ -20,8 +22,6 @@ from tinylm.pii import scrub
 from tinylm.pretrain import batch_identity, describe_batch, loop_config, prepare_out_dir, resolve_scrub
 from tinylm.provenance import build_manifest, file_records, now, parent_record, scrub_record
 from tinylm.state import checkpoint_root
-from tinylm import distributed
-from tinylm.distributed import Layout
 from tinylm.train import Batch, console, derived_seed, resolve_precision, train
 
 
@@ -116,8 +116,15 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
     """Fine-tune the base encoder with a classification head; keep the epoch with the best validation accuracy.
 
     A resumable checkpoint is saved at the end of every epoch (and as run.save_every / save_minutes ask).
+    Under torchrun, every process runs this with the same arguments (see tinylm.distributed).
     """
     run = (run or RunOptions()).check()
+    with distributed.session(run.device) as world:
+        return _finetune(train_path, base_dir, out_dir, cfg, val_path, run, world)
+
+
+def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfig, val_path: Path | None,
+              run: RunOptions, world: World) -> dict:
     encoding = run.encoding
     check_positive(cfg, ("epochs", "max_minutes", "batch_size", "grad_accum", "lr", "seq_len", "log_every"))
     if cfg.pooling not in POOLINGS:
@@ -156,13 +163,6 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
     scrub_counts = None
     if scrub_kinds:
         scrub_counts = scrub_records([*records, *(val_records if val_path else [])], scrub_kinds)
-    with distributed.session(run.device) as world:
-        return _finetune(train_path, base_dir, out_dir, cfg, val_path, run, world, base, tokenizer, labels, label2id,
-                         train_records, val_records, inputs, hashing_s, scrub_kinds, scrub_counts, started)
-
-
-def _finetune(train_path, base_dir, out_dir, cfg, val_path, run, world, base, tokenizer, labels, label2id,
-              train_records, val_records, inputs, hashing_s, scrub_kinds, scrub_counts, started) -> dict:
     log = prepare_out_dir(out_dir, run, world)
     dev = world.device
     resolved_precision = resolve_precision(run.precision, dev)

@@ -12,10 +12,10 @@ import torch
 
 from tinylm.checkpoint import METRICS_FILE, RUN_CONFIG, WEIGHTS_FILE, check_out_dir, save_checkpoint
 from tinylm.config import BertConfig, PretrainConfig, RunOptions, check_positive, to_toml
-from tinylm.data import PackedRows
-from tinylm.errors import TinyLMError
 from tinylm import distributed
+from tinylm.data import PackedRows
 from tinylm.distributed import Layout, World
+from tinylm.errors import TinyLMError
 from tinylm.masking import MaskDraws, first_regular_id, mask_rows
 from tinylm.model import BertForMaskedLM
 from tinylm.pii import PLACEHOLDERS
@@ -152,6 +152,12 @@ def pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config:
     Under torchrun, every process runs this with the same arguments (see tinylm.distributed).
     """
     run = (run or RunOptions()).check()
+    with distributed.session(run.device) as world:
+        return _pretrain(data, tokenizer_dir, out_dir, model_config, cfg, run, world)
+
+
+def _pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config: BertConfig, cfg: PretrainConfig,
+              run: RunOptions, world: World) -> dict:
     started = now()
     check_positive(cfg, ("max_steps", "epochs", "max_minutes", "batch_size", "grad_accum", "lr", "seq_len",
                          "log_every"))
@@ -167,11 +173,6 @@ def pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config:
                           f"{model_config.max_position_embeddings}")
     if cfg.seq_len < 2:
         raise TinyLMError(f"--seq-len must be at least 2 ([CLS] and one token), got {cfg.seq_len}")
-    with distributed.session(run.device) as world:
-        return _pretrain(data, tokenizer_dir, tokenizer, out_dir, model_config, cfg, run, world, scrub_kinds, started)
-
-
-def _pretrain(data, tokenizer_dir, tokenizer, out_dir, model_config, cfg, run, world, scrub_kinds, started) -> dict:
     log = prepare_out_dir(out_dir, run, world)
     dev = world.device
     precision = resolve_precision(run.precision, dev)
