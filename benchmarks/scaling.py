@@ -13,7 +13,6 @@ losses are printed beside the pace); the gain comes with a core, a socket, a GPU
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tinylm.report import read_metrics  # noqa: E402
 from tinylm.train import cpu_name  # noqa: E402
 
 
@@ -33,8 +33,7 @@ def tinylm(args: list[str], processes: int = 1) -> list[str]:
 
 def pace(run_dir: Path, skip: int = 10) -> tuple[float, float]:
     """(tokens/s after step `skip`, final loss) from rank 0's metrics.jsonl."""
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    records = [r for r in records if "tokens" in r]
+    records = [r for r in read_metrics(run_dir / "metrics.jsonl") if "tokens" in r]
     first = next(r for r in records if r["step"] >= skip)
     last = records[-1]
     return (last["tokens"] - first["tokens"]) / (last["elapsed_s"] - first["elapsed_s"]), last["loss"]

@@ -19,6 +19,7 @@ from tinylm.data import PackedRows
 from tinylm.distributed import Layout
 from tinylm.finetune import ClassificationBatches
 from tinylm.pretrain import MLMBatches
+from tinylm.report import read_metrics
 
 IDS = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
 NO_DROPOUT = "[model]\nhidden_dropout_prob = 0.0\nattention_probs_dropout_prob = 0.0\n\n[train]\nlog_every = 1\n"
@@ -36,7 +37,7 @@ def run(*args, processes: int = 1) -> subprocess.CompletedProcess:
 
 
 def metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return read_metrics(run_dir / "metrics.jsonl")
 
 
 def largest_weight_difference(a: Path, b: Path) -> float:

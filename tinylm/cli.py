@@ -162,7 +162,7 @@ def pretrain(
                          scrub_kinds=scrub_kinds(scrub_pii, scrub_vat), record_host=record_host, cache_dir=cache_dir)
     summary = run(data, tokenizer, out_dir, model_config, cfg, options)
     if rank() == 0:
-            out.print(f"pretrained {summary['steps']:,} steps in {summary['elapsed_s']:.0f}s "
+        out.print(f"pretrained {summary['steps']:,} steps in {summary['elapsed_s']:.0f}s "
                   f"({summary['tokens_per_s']:,.0f} tok/s), final MLM loss {summary['loss']:.4f} -> {out_dir}")
 
 
@@ -227,7 +227,7 @@ def finetune(
     summary = run(train_data, base, out_dir, cfg, val, options)
     best = summary["best"]
     if rank() == 0:
-            out.print(f"best validation accuracy {best['val_accuracy']:.4f} (macro-F1 {best['val_macro_f1']:.4f}) "
+        out.print(f"best validation accuracy {best['val_accuracy']:.4f} (macro-F1 {best['val_macro_f1']:.4f}) "
                   f"at epoch {best['epoch']} -> {out_dir}")
 
 

@@ -81,9 +81,9 @@ class ClassificationBatches:
         chunks = np.array_split(self._epoch[1][position], self.layout.micro_batches)
         return [self.micro_batch(step, chunk, chunks[chunk], epoch, position) for chunk in self.layout.chunks]
 
-    def micro_batch(self, step: int, chunk: int, members: np.ndarray, epoch: int, position: int) -> Batch:
-        weight = 1.0 if len(members) else 0.0  # an empty micro-batch: the first document, counted 0 times
-        members = members if len(members) else self._epoch[1][position][:1]
+    def micro_batch(self, step: int, chunk: int, rows: np.ndarray, epoch: int, position: int) -> Batch:
+        weight = 1.0 if len(rows) else 0.0  # an empty micro-batch: the first document, counted 0 times
+        members = rows if len(rows) else self._epoch[1][position][:1]
         input_ids, attention_mask = pad_batch([self.sequences[i] for i in members], self.pad_id)
         labels = torch.tensor([self.targets[i] for i in members], dtype=torch.long)
         extra = {"class_weights": self.class_weights} if self.class_weights is not None else {}
@@ -92,7 +92,7 @@ class ClassificationBatches:
                      n_tokens=int(attention_mask.sum() * weight), n_targets=n_targets * weight, epoch=epoch + 1,
                      epoch_end=position == self.steps_per_epoch - 1,
                      epoch_fraction=(position + 1) / self.steps_per_epoch,
-                     seed=derived_seed(self.seed, step, chunk, 2), rows=members[:len(members) if weight else 0])
+                     seed=derived_seed(self.seed, step, chunk, 2), rows=rows)
 
 
 def balanced_weights(targets: list[int], k: int) -> torch.Tensor:
@@ -186,8 +186,8 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
 
     id2label = dict(enumerate(labels))
     args = {"stage": "finetune", "command": run.command, "train_data": str(train_path), "base": str(base_dir),
-            "val_data": str(val_path) if val_path else None, "precision": resolved_precision, "train": asdict(cfg), "processes": world.size,
-            "scrub_pii": list(scrub_kinds or [])}  # predict and eval read this and scrub their input the same way
+            "val_data": str(val_path) if val_path else None, "precision": resolved_precision, "train": asdict(cfg),
+            "processes": world.size, "scrub_pii": list(scrub_kinds or [])}  # predict and eval read this and scrub their input the same way
     manifest = dict(kind="classifier", inputs=inputs, parents=[parent_record(base_dir, "base")],
                     config={**args, "labels": labels}, command=run.command, started=started, record_host=run.record_host,
                     scrub=scrub_record(scrub_kinds, scrub_counts), hashing_s=hashing_s)

@@ -34,7 +34,7 @@ class Batch:
 
     inputs: dict[str, torch.Tensor]  # keyword arguments of the model's forward, labels included
     n_tokens: int  # real (non-padding) tokens, for tokens/s
-    n_targets: float | None = None  # what its mean loss divides by (masked tokens, documents' class weights)
+    n_targets: float  # what its mean loss divides by (masked tokens, documents' class weights)
     epoch: int = 1  # the (1-based) pass over the data this batch belongs to
     epoch_end: bool = False
     epoch_fraction: float = 1.0  # the share of its epoch done once this batch is trained on
@@ -300,7 +300,6 @@ def train(model: torch.nn.Module, batches_at: Callable[[int], list[Batch]], cfg:
                 if int(shared[4]) != cfg.max_steps:
                     counters["max_steps"] = int(shared[4])
                     set_length(cfg, scheduler, counters["max_steps"])
-            bar.update(task, total=cfg.max_steps)
             session_tokens += n_tokens
             counters["tokens"] += n_tokens
             if loss is not None:
@@ -313,7 +312,7 @@ def train(model: torch.nn.Module, batches_at: Callable[[int], list[Batch]], cfg:
                 log.write(last)
                 bar.update(task, loss=f"{last['loss']:.4f}", rate=f"{rate:,.0f}")
                 window = []
-            bar.update(task, completed=step)
+            bar.update(task, completed=step, total=cfg.max_steps)  # a budget may have changed the length
             # A budget may end the run inside an epoch: that part-epoch is validated too.
             batch = batches[0]
             if on_epoch_end is not None and (batch.epoch_end or step == cfg.max_steps):
@@ -341,12 +340,9 @@ def training_step(model, optimizer, scheduler, batches: list[Batch], cfg: LoopCo
     the factor world.size).
     """
     size = world.size if world else 1
-    if any(b.n_targets is None for b in batches):
-        shares = [1 / len(batches)] * len(batches)
-    else:
-        local = sum(b.n_targets for b in batches)
-        total = world.all_sum([local])[0] if world else local
-        shares = [b.n_targets / total if total else 0.0 for b in batches]
+    local = sum(b.n_targets for b in batches)
+    total = world.all_sum([local])[0] if world else local
+    shares = [b.n_targets / total if total else 0.0 for b in batches]
     optimizer.zero_grad(set_to_none=True)
     value = None
     for i, (batch, share) in enumerate(zip(batches, shares)):
