@@ -147,6 +147,10 @@ CASES = {
                                  ["report", t], "metrics.jsonl:1: 'loss' must be a number"),
     "report nothing to draw": (lambda t, k: (t / "metrics.jsonl").write_text('{"tokens": 5}\n') and ["report", t],
                                "has no training records"),
+    "grad-accum zero": (lambda t, k: ["pretrain", k / "train.csv", "--tokenizer", k / "tokenizer", "--out", t / "o",
+                                      "--preset", "tiny", "--grad-accum", "0"], "--grad-accum must be positive"),
+    "finetune grad-accum negative": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
+                                                   "--grad-accum", "-2"], "--grad-accum must be positive"),
     "report eval of a base": (lambda t, k: (t / "m.json").write_text('{"kind": "mlm", "perplexity": 9.0}') and
                               ["report", k / "classifier", "--eval", t / "m.json"], "is not a classifier evaluation report"),
     "report bad confusion": (lambda t, k: (t / "eval.json").write_text('{"labels": ["a", "b"], "confusion": [[1, 2]]}')
@@ -183,6 +187,20 @@ def test_nan_loss_stops_with_the_step(capsys, tmp_path, trained):
     data = write_labelled_csv(tmp_path / "d.csv")
     assert_one_line_error(capsys, ["finetune", data, "--base", trained / "base", "--out", tmp_path / "o",
                                    "--lr", "1e30", "--quiet"], "loss became")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_device_cuda_without_a_gpu_is_one_line(command, capsys, trained):
+    assert_one_line_error(capsys, [command, trained / "classifier", trained / "train.csv", "--device", "cuda"],
+                          "--device cuda was asked for, but no CUDA GPU is available")
+
+
+def test_nccl_without_a_gpu_is_one_line(capsys, tmp_path, trained, monkeypatch):
+    monkeypatch.setenv("TINYLM_BACKEND", "nccl")
+    assert_one_line_error(capsys, ["pretrain", trained / "train.csv", "--tokenizer", trained / "tokenizer", "--out",
+                                   tmp_path / "o", "--preset", "tiny", "--device", "cpu"],
+                          "TINYLM_BACKEND='nccl': use gloo, or nccl with CUDA GPUs")
 
 
 def test_debug_shows_the_traceback(capsys, tmp_path):
