@@ -151,6 +151,8 @@ CASES = {
                                       "--preset", "tiny", "--grad-accum", "0"], "--grad-accum must be positive"),
     "finetune grad-accum negative": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
                                                    "--grad-accum", "-2"], "--grad-accum must be positive"),
+    "finetune ema-decay one": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
+                                             "--ema-decay", "1"], "--ema-decay must be in [0, 1), got 1"),
     "report eval of a base": (lambda t, k: (t / "m.json").write_text('{"kind": "mlm", "perplexity": 9.0}') and
                               ["report", k / "classifier", "--eval", t / "m.json"], "is not a classifier evaluation report"),
     "report bad confusion": (lambda t, k: (t / "eval.json").write_text('{"labels": ["a", "b"], "confusion": [[1, 2]]}')

@@ -113,8 +113,8 @@ def test_finetune_sigterm_then_kill_then_resume_is_bitwise_identical(trained, tm
 
 # ---- in-process: failed saves, NaN, resume mismatches ---------------------------------------------------------
 
-def small_run(tmp_path, trained, nan_at_step: int | None = None, **loop):
-    """A tiny model on random tokens through the library loop, for fault injection: returns (run, model, out)."""
+def tiny_mlm(trained, nan_at_step: int | None = None):
+    """A tiny model and batches of random tokens for the library loop: returns (model, batches)."""
     import numpy as np
 
     from tinylm.config import PRESETS
@@ -122,7 +122,6 @@ def small_run(tmp_path, trained, nan_at_step: int | None = None, **loop):
     from tinylm.model import BertForMaskedLM
     from tinylm.pretrain import MLMBatches
     from tinylm.tokenizer import SPECIAL_TOKENS, load_tokenizer
-    from tinylm.train import LoopConfig, MetricsLog, train
 
     tokenizer = load_tokenizer(trained / "tokenizer")
     ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
@@ -140,12 +139,51 @@ def small_run(tmp_path, trained, nan_at_step: int | None = None, **loop):
             return (loss * float("nan") if len(calls) == nan_at_step else loss), logits
 
         model.forward = poisoned
-    batches = MLMBatches(PackedRows(stream, 32, ids["[CLS]"], ids["[PAD]"]), 8, 0, ids, config.vocab_size, 0.15)
+    return model, MLMBatches(PackedRows(stream, 32, ids["[CLS]"], ids["[PAD]"]), 8, 0, ids, config.vocab_size, 0.15)
+
+
+def small_run(tmp_path, trained, nan_at_step: int | None = None, **loop):
+    """The tiny model through the library loop, for fault injection: returns (run, model, out)."""
+    from tinylm.train import LoopConfig, MetricsLog, train
+
+    model, batches = tiny_mlm(trained, nan_at_step)
     out = tmp_path / "run"
     out.mkdir(exist_ok=True)
     cfg = LoopConfig(**{"max_steps": 8, "lr": 1e-3, "quiet": True, **loop})
     return lambda: train(model, batches, cfg, MetricsLog(out / "metrics.jsonl"), torch.device("cpu"), out_dir=out,
                          run_args={"run": 1}), model, out
+
+
+def test_the_epoch_end_sees_the_moving_average_and_training_goes_on_with_its_own_weights(trained, tmp_path):
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from tinylm.train import LoopConfig, MetricsLog, train
+
+    model, batches = tiny_mlm(trained)
+    params = [p for p in model.parameters() if p.requires_grad]
+    snapshot = lambda: [p.detach().clone() for p in params]  # noqa: E731
+    history, seen = [snapshot()], {}  # the weights before training, then after every step
+    hook = register_optimizer_step_post_hook(lambda *_: history.append(snapshot()))
+
+    def on_epoch_end(epoch, step):
+        seen[step] = snapshot()
+        return {}
+
+    try:
+        train(model, batches, LoopConfig(max_steps=40, lr=1e-3, quiet=True, ema_decay=0.8),
+              MetricsLog(tmp_path / "metrics.jsonl"), torch.device("cpu"), on_epoch_end=on_epoch_end)
+    finally:
+        hook.remove()
+    assert len(history) == 41 and list(seen) == [40]  # MLM batches end no epoch: the last step is validated
+    average = history[0]
+    for step, weights in enumerate(history[1:], start=1):  # d warms up to 0.8 (reached at step 35) and stays
+        d = min(0.8, (1 + step) / (10 + step))
+        average = [d * a + (1 - d) * w for a, w in zip(average, weights)]
+    for got, want, last in zip(seen[40], average, history[-1]):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        assert not torch.equal(got, last)
+    for p, last in zip(params, history[-1]):  # after validating, training holds its own weights again
+        assert torch.equal(p.detach(), last)
 
 
 def test_a_failed_save_is_one_line_and_keeps_the_previous_checkpoint(trained, tmp_path, monkeypatch):

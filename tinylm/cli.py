@@ -188,6 +188,8 @@ def finetune(
     long_docs: Annotated[Optional[str], typer.Option(help="truncate: keep a long document's beginning; windows: read "
                                                      "it in windows of --seq-len (up to 8), averaging their "
                                                      "predictions (eval and predict follow).")] = None,
+    ema_decay: Annotated[Optional[float], typer.Option(help="Validate and keep a moving average of the weights "
+                                                       "with this decay (default 0.995); 0 keeps the last weights.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with a \\[train] table.")] = None,
     precision: Precision = "auto",
@@ -215,7 +217,7 @@ def finetune(
 
     flags = dict(epochs=epochs, max_minutes=max_minutes, class_weights=class_weights, long_docs=long_docs, lr=lr,
                  batch_size=batch_size, grad_accum=grad_accum, seq_len=seq_len, val_fraction=val_fraction, seed=seed,
-                 pooling=pooling, text_column=text_column, label_column=label_column)
+                 pooling=pooling, ema_decay=ema_decay, text_column=text_column, label_column=label_column)
     cfg = resolve_finetune(config, flags)
     if print_config:
         print(to_toml({"train": cfg}), end="")

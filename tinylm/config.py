@@ -87,6 +87,7 @@ class FinetuneConfig:
     pooling: str = "mean"  # "mean" of the token states, or BERT's "cls"
     class_weights: str = "none"  # or "balanced": each class weighs n / (k * n_class) in the loss
     long_docs: str = "truncate"  # or "windows": read long documents in windows (mean of their probabilities)
+    ema_decay: float = 0.995  # validate and keep a moving average of the weights (0: the last weights)
     seed: int = 0
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01

@@ -113,7 +113,8 @@ def scrub_records(records: list[Record], kinds: tuple[str, ...]) -> dict[str, in
 
 def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfig, val_path: Path | None = None,
              run: RunOptions | None = None) -> dict:
-    """Fine-tune the base encoder with a classification head; keep the epoch with the best validation accuracy.
+    """Fine-tune the base encoder with a classification head; keep the epoch with the best validation accuracy
+    (of the weights' moving average, unless cfg.ema_decay is 0).
 
     A resumable checkpoint is saved at the end of every epoch (and as run.save_every / save_minutes ask).
     Under torchrun, every process runs this with the same arguments (see tinylm.distributed).
@@ -133,6 +134,8 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
         raise TinyLMError(f"--long-docs must be truncate or windows, got {cfg.long_docs!r}")
     if cfg.class_weights not in ("none", "balanced"):
         raise TinyLMError(f"--class-weights must be none or balanced, got {cfg.class_weights!r}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise TinyLMError(f"--ema-decay must be in [0, 1), got {cfg.ema_decay:g} (0 keeps the last weights)")
     if not 0 < cfg.val_fraction < 1:
         raise TinyLMError(f"--val-fraction must be in (0, 1), got {cfg.val_fraction}")
     started = now()
@@ -214,7 +217,7 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
         return figures
 
     loop = loop_config(cfg, run, cfg.epochs * steps_per_epoch, resolved_precision, "finetune")
-    loop.save_at_epoch_end, loop.step_multiple = True, steps_per_epoch
+    loop.save_at_epoch_end, loop.step_multiple, loop.ema_decay = True, steps_per_epoch, cfg.ema_decay
     identity = {"inputs": [r["sha256"] for r in inputs], "base": parent_record(base_dir, "base")["sha256"],
                 "train": batch_identity(cfg, world), "precision": resolved_precision, "labels": labels}
     summary = train(model, batches, loop, log, dev, out_dir=Path(out_dir), run_args=identity, resume=run.resume,

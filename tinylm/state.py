@@ -23,6 +23,7 @@ from tinylm.checkpoint import (CHECKPOINTS, WEIGHTS_FILE, commit_dir, load_weigh
 from tinylm.errors import TinyLMError
 
 OPTIMIZER_FILE, RNG_FILE, STATE_FILE = "optimizer.safetensors", "rng.safetensors", "trainer_state.json"
+AVERAGE_FILE = "weight_average.safetensors"  # the moving average of the weights, where the run keeps one
 
 
 def checkpoint_root(out_dir: Path) -> Path:
@@ -37,7 +38,8 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def save_state(out_dir: Path, model, optimizer, scheduler, counters: dict, run_args: dict, keep: int) -> Path:
+def save_state(out_dir: Path, model, optimizer, scheduler, counters: dict, run_args: dict, keep: int,
+               average=None) -> Path:
     """Write checkpoints/step-N atomically and keep only the newest `keep` checkpoints."""
     root = checkpoint_root(out_dir)
     folder = root / f"step-{counters['step']:08d}"
@@ -50,6 +52,8 @@ def save_state(out_dir: Path, model, optimizer, scheduler, counters: dict, run_a
         tensors, groups = _optimizer_tensors(optimizer)
         save_file(tensors, str(tmp / OPTIMIZER_FILE))
         save_file(_rng_tensors(), str(tmp / RNG_FILE))
+        if average is not None:
+            save_file(average.tensors(), str(tmp / AVERAGE_FILE))
         state = {"counters": counters, "run_args": run_args, "param_groups": groups,
                  "scheduler": scheduler.state_dict(), "rng": _rng_json()}
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
@@ -65,8 +69,9 @@ def save_state(out_dir: Path, model, optimizer, scheduler, counters: dict, run_a
     return folder
 
 
-def load_state(folder: Path, model, optimizer, scheduler) -> dict:
-    """Restore everything in place; returns {"counters", "run_args"}."""
+def load_state(folder: Path, model, optimizer, scheduler, average=None) -> dict:
+    """Restore everything in place (with the weights' moving average, where the run keeps one); returns
+    {"counters", "run_args"}."""
     state = read_json_object(folder / STATE_FILE)
     for key in ("counters", "run_args", "param_groups", "scheduler", "rng"):
         if key not in state:
@@ -89,6 +94,8 @@ def load_state(folder: Path, model, optimizer, scheduler) -> dict:
     for saved, expected in zip(state["param_groups"], template):
         _check_like(saved, expected, f"{where}: param_groups")
     _check_like(state["scheduler"], scheduler.state_dict(), f"{where}: scheduler")
+    if average is not None:
+        average.load(read_tensors(folder / AVERAGE_FILE), folder / AVERAGE_FILE)
     optimizer.load_state_dict({"state": per_param, "param_groups": state["param_groups"]})
     scheduler.load_state_dict(state["scheduler"])
     _restore_rng(read_tensors(folder / RNG_FILE), state["rng"])

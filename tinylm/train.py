@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -65,6 +65,7 @@ class LoopConfig:
     on_nan: str = "stop"  # or "skip": drop the batch and go on
     max_minutes: float | None = None  # time budget: the run's length (and LR schedule) is fitted to it
     step_multiple: int = 1  # with max_minutes: end on a multiple of this (an epoch, for fine-tuning)
+    ema_decay: float = 0.0  # > 0: keep a moving average of the weights; on_epoch_end sees (and saves) it
     compile: bool = False  # run the forward and backward through torch.compile
     extra_log: dict = field(default_factory=dict)
 
@@ -152,6 +153,50 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     on_cuda = next(model.parameters()).is_cuda
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-6, fused=on_cuda, foreach=not on_cuda)
+
+
+class WeightAverage:
+    """An exponential moving average of the weights (Polyak averaging, as in Tarvainen & Valpola 2017 and
+    TensorFlow's ExponentialMovingAverage with num_updates): after step t,
+
+        average <- d * average + (1 - d) * weights,  d = min(decay, (1 + t) / (10 + t))
+
+    The warm-up of d keeps the memory short (about the last ninth of the steps) until `decay` takes over, so a
+    short run is not dragged back to its first, random weights. Validating the average instead of the last
+    weights smooths out the noise of the last steps: the epoch chosen is less a matter of luck.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.average = [p.detach().clone() for p in self.params]
+
+    def update(self, step: int):
+        d = min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1.0 - d)
+
+    @contextmanager
+    def swapped_in(self):
+        """The model holds the average inside the block, and its own weights again after it."""
+        live = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            torch._foreach_copy_(self.params, self.average)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self.params, live)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {str(i): t.detach().contiguous().cpu() for i, t in enumerate(self.average)}
+
+    def load(self, tensors: dict[str, torch.Tensor], where: Path):
+        if set(tensors) != {str(i) for i in range(len(self.average))} or \
+                any(tensors[str(i)].shape != t.shape for i, t in enumerate(self.average)):
+            raise TinyLMError(f"{where} does not match the model; was it written by another run?")
+        with torch.no_grad():
+            for i, t in enumerate(self.average):
+                t.copy_(tensors[str(i)])
 
 
 def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
@@ -253,8 +298,9 @@ def train(model: torch.nn.Module, batches_at: Callable[[int], list[Batch]], cfg:
     scheduler = linear_schedule(optimizer, math.ceil(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
     stage_state = {} if stage_state is None else stage_state
     counters = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "skipped": 0}
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     if resume and (found := agreed_checkpoint(out_dir, world)) is not None:
-        restored = load_state(found, model, optimizer, scheduler)
+        restored = load_state(found, model, optimizer, scheduler, average)
         check_same_run(restored["run_args"], run_args or {}, found)
         counters.update({k: v for k, v in restored["counters"].items() if k != "stage"})
         stage_state.update(restored["counters"].get("stage", {}))
@@ -267,7 +313,7 @@ def train(model: torch.nn.Module, batches_at: Callable[[int], list[Batch]], cfg:
 
     def save() -> Path | None:
         folder = save_state(out_dir, model, optimizer, scheduler, {**counters, "stage": stage_state},
-                            run_args or {}, cfg.keep_checkpoints) if world.is_main else None
+                            run_args or {}, cfg.keep_checkpoints, average) if world.is_main else None
         world.barrier()  # no process goes on (or exits) before the checkpoint is whole
         return folder
 
@@ -280,6 +326,8 @@ def train(model: torch.nn.Module, batches_at: Callable[[int], list[Batch]], cfg:
             step += 1
             batches = batches_at(step - 1)
             loss = training_step(runner, optimizer, scheduler, batches, cfg, device, step, out_dir, counters, world)
+            if average is not None:
+                average.update(step)
             now = time.perf_counter()
             counters.update(step=step, elapsed_s=counters["elapsed_s"] + now - clock)
             clock = now
@@ -317,7 +365,9 @@ def train(model: torch.nn.Module, batches_at: Callable[[int], list[Batch]], cfg:
             batch = batches[0]
             if on_epoch_end is not None and (batch.epoch_end or step == cfg.max_steps):
                 part = {} if batch.epoch_end else {"epoch_fraction": batch.epoch_fraction}
-                log.write({"step": step, "epoch": batch.epoch, **part, **on_epoch_end(batch.epoch, step)})
+                with average.swapped_in() if average is not None else nullcontext():
+                    figures = on_epoch_end(batch.epoch, step)
+                log.write({"step": step, "epoch": batch.epoch, **part, **figures})
                 model.train()
             due = (cfg.save_every and step % cfg.save_every == 0) or (cfg.save_at_epoch_end and batch.epoch_end) or timed
             if out_dir is not None and step < cfg.max_steps and (due or stopping):
