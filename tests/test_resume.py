@@ -154,6 +154,24 @@ def small_run(tmp_path, trained, nan_at_step: int | None = None, **loop):
                          run_args={"run": 1}), model, out
 
 
+def test_a_resume_with_another_decay_is_refused_by_name_before_anything_is_loaded(trained, tmp_path):
+    from tinylm.errors import TinyLMError
+    from tinylm.train import LoopConfig, MetricsLog, train
+
+    out = tmp_path / "run"
+    out.mkdir()
+
+    def run(decay: float, resume: bool):
+        model, batches = tiny_mlm(trained)
+        cfg = LoopConfig(max_steps=8, lr=1e-3, quiet=True, save_every=4, ema_decay=decay)
+        return train(model, batches, cfg, MetricsLog(out / "metrics.jsonl", resume=resume), torch.device("cpu"),
+                     out_dir=out, run_args={"train": {"ema_decay": decay}}, resume=resume)
+
+    run(0.0, resume=False)  # its checkpoints hold no average
+    with pytest.raises(TinyLMError, match=r"--resume needs the arguments .*train.ema_decay 0.0 then, 0.9 now"):
+        run(0.9, resume=True)
+
+
 def test_the_epoch_end_sees_the_moving_average_and_training_goes_on_with_its_own_weights(trained, tmp_path):
     from torch.optim.optimizer import register_optimizer_step_post_hook
 

@@ -69,6 +69,14 @@ def save_state(out_dir: Path, model, optimizer, scheduler, counters: dict, run_a
     return folder
 
 
+def saved_run_args(folder: Path) -> dict:
+    """The identity of the run that wrote the checkpoint, read before anything is restored."""
+    state = read_json_object(folder / STATE_FILE)
+    if not isinstance(state.get("run_args"), dict):
+        raise TinyLMError(f"{folder / STATE_FILE} lacks 'run_args'; the checkpoint is damaged")
+    return state["run_args"]
+
+
 def load_state(folder: Path, model, optimizer, scheduler, average=None) -> dict:
     """Restore everything in place (with the weights' moving average, where the run keeps one); returns
     {"counters", "run_args"}."""

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tinylm import distributed
 from tinylm.distributed import World
 from tinylm.errors import Interrupted, TinyLMError
-from tinylm.state import latest_checkpoint, load_state, save_state
+from tinylm.state import latest_checkpoint, load_state, save_state, saved_run_args
 
 console = Console(stderr=True, soft_wrap=True)  # stdout stays clean for --json output
 
@@ -300,8 +300,8 @@ def train(model: torch.nn.Module, batches_at: Callable[[int], list[Batch]], cfg:
     counters = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "skipped": 0}
     average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     if resume and (found := agreed_checkpoint(out_dir, world)) is not None:
+        check_same_run(saved_run_args(found), run_args or {}, found)  # before its tensors: a clearer error
         restored = load_state(found, model, optimizer, scheduler, average)
-        check_same_run(restored["run_args"], run_args or {}, found)
         counters.update({k: v for k, v in restored["counters"].items() if k != "stage"})
         stage_state.update(restored["counters"].get("stage", {}))
         if "max_steps" in counters:  # the length a time budget fitted
