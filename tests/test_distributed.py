@@ -102,7 +102,8 @@ def test_pretraining_on_two_processes_equals_one_accumulating_two(setting):
     a, b = metrics(root / "one"), metrics(root / "two")
     assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 21))  # one log, not two
     losses = np.array([[x["loss"], y["loss"]] for x, y in zip(a, b)])
-    assert losses[-1, 0] < losses[0, 0] - 0.3, losses  # it learns
+    # No "it learns" here: the decoder starts at the unigram prior, and 20 steps of the tiny model don't move the
+    # loss measurably from there; learning is asserted on longer runs (test_cli, test_model).
     weights = largest_weight_difference(root / "one", root / "two")
     print(f"pretraining, 2 processes vs grad-accum 2: losses {np.abs(losses[:, 0] - losses[:, 1]).max():.1e}, "
           f"weights {weights:.1e}")  # shown with pytest -s

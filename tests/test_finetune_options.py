@@ -31,6 +31,23 @@ def test_weighted_batches_give_the_weighted_loss():
     assert not torch.allclose(loss, F.cross_entropy(logits, batch.inputs["labels"]))
 
 
+def test_the_base_is_pretrained_without_dropout_and_fine_tuning_puts_it_back(trained, tmp_path):
+    import json
+
+    from tinylm.config import FinetuneConfig, RunOptions
+    from tinylm.finetune import finetune
+
+    def dropouts(folder):
+        config = json.loads((folder / "config.json").read_text())
+        return config["hidden_dropout_prob"], config["attention_probs_dropout_prob"]
+
+    assert dropouts(trained / "base") == (0.0, 0.0)
+    assert dropouts(trained / "classifier") == (0.1, 0.1)  # the default, whatever the base had
+    finetune(trained / "train.csv", trained / "base", tmp_path / "clf", FinetuneConfig(epochs=1, batch_size=8,
+             seq_len=32, dropout=0.25), run=RunOptions(quiet=True))
+    assert dropouts(tmp_path / "clf") == (0.25, 0.25)
+
+
 def test_batches_cover_every_document_once_per_epoch_grouped_by_length():
     rng = np.random.default_rng(1)
     sequences = [[2] + [7] * int(n) + [3] for n in rng.integers(1, 200, size=1000)]

@@ -1,6 +1,12 @@
+import math
+
+import numpy as np
 import torch
 
+from conftest import tiny_config
 from tinylm.masking import mask_tokens
+from tinylm.model import BertForMaskedLM
+from tinylm.pretrain import unigram_log_prior
 
 
 def test_masking_is_15_percent_and_80_10_10_over_many_draws():
@@ -36,3 +42,30 @@ def test_masking_is_dynamic_and_seeded():
     assert not torch.equal(first[1], second[1]), "each draw masks different positions"
     again = mask_tokens(ids, special, 4, 100, generator=torch.Generator().manual_seed(7))
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+
+
+def test_the_mlm_decoder_starts_at_the_unigram_prior():
+    """A fresh model's MLM loss is the corpus's unigram entropy, not ln V: the first steps need not learn
+    word frequencies."""
+    rng = np.random.default_rng(0)
+    frequencies = 1.0 / np.arange(1, 93) ** 1.1  # Zipf-like over the 92 regular ids 5..96
+    stream = rng.choice(np.arange(5, 97), size=20_000, p=frequencies / frequencies.sum()).astype(np.uint16)
+    stream[::17] = 3  # [SEP] between documents: never a target
+    prior = unigram_log_prior(stream, 97, never_predicted=[0, 1, 2, 3, 4])
+    regular = stream[stream != 3].astype(np.int64)
+    counts = np.bincount(regular, minlength=97)
+    smoothed = counts + 0.5  # add-half; the specials count 0
+    assert np.allclose(torch.softmax(prior.double(), 0).numpy(), smoothed / smoothed.sum(), rtol=1e-5)
+    assert prior[:5].max() <= prior[5:].min()  # never predicted: the floor
+
+    torch.manual_seed(0)
+    model = BertForMaskedLM(tiny_config())
+    targets = torch.from_numpy(regular[:4000]).view(100, 40)
+    uniform, _ = model(targets, labels=targets)
+    with torch.no_grad():
+        model.cls.predictions.bias.copy_(prior)
+    started, _ = model(targets, labels=targets)
+    q = counts[5:] / counts[5:].sum()
+    entropy = -(q * np.log(q)).sum()
+    assert abs(uniform.item() - math.log(97)) < 0.1
+    assert abs(started.item() - entropy) < 0.1, (started.item(), entropy)

@@ -37,7 +37,7 @@ def test_base_eval_gives_masked_accuracy_and_perplexity(capsys, trained):
     assert 0.0 <= report["accuracy"] <= 1.0
     assert math.isfinite(report["perplexity"]) and report["perplexity"] >= 1.0
     assert report["perplexity"] == pytest.approx(math.exp(report["cross_entropy"]), rel=1e-12)
-    assert report["seq_len"] == 32 and report["mlm_probability"] == 0.15  # as the base was pretrained
+    assert report["seq_len"] == 32 and report["mlm_probability"] == 0.3  # as the base was pretrained
 
     code, out, _ = run_cli(capsys, "eval", trained / "base", trained / "train.csv")
     assert "masked-token accuracy" in out and "perplexity" in out

@@ -121,6 +121,8 @@ def pretrain(
     grad_accum: GradAccum = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
     seq_len: Annotated[Optional[int], typer.Option(help="Tokens per packed sequence.")] = None,
+    mlm_probability: Annotated[Optional[float], typer.Option(help="Share of tokens masked and predicted "
+                                                             "(default 0.3).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     text_column: Annotated[Optional[str], typer.Option(help="Column holding the text in CSV/TSV/JSONL.")] = None,
     precision: Precision = "auto",
@@ -141,7 +143,7 @@ def pretrain(
     record_host: RecordHost = False,
     print_config: PrintConfig = False,
 ):
-    """Pretrain a BERT encoder with masked language modelling (15% dynamic masking, 80/10/10).
+    """Pretrain a BERT encoder with masked language modelling (30% dynamic masking, 80/10/10; no dropout).
 
     Documents are packed into full sequences separated by [SEP]; a document longer than a sequence
     continues in the next one.
@@ -151,7 +153,8 @@ def pretrain(
     if max_steps is not None and epochs is not None:
         raise TinyLMError("give --max-steps or --epochs, not both")
     flags = dict(max_steps=max_steps, epochs=epochs, max_minutes=max_minutes, batch_size=batch_size,
-                 grad_accum=grad_accum, lr=lr, seq_len=seq_len, seed=seed, text_column=text_column)
+                 grad_accum=grad_accum, lr=lr, seq_len=seq_len, mlm_probability=mlm_probability, seed=seed,
+                 text_column=text_column)
     model_config, cfg = resolve_pretrain(preset, config, flags)
     if print_config:
         print(to_toml({"model": model_config, "train": cfg}), end="")
@@ -190,6 +193,8 @@ def finetune(
                                                      "predictions (eval and predict follow).")] = None,
     ema_decay: Annotated[Optional[float], typer.Option(help="Validate and keep a moving average of the weights "
                                                        "with this decay (default 0.995); 0 keeps the last weights.")] = None,
+    dropout: Annotated[Optional[float], typer.Option(help="Hidden and attention dropout while fine-tuning (default "
+                                                     "0.1; pretraining runs without).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with a \\[train] table.")] = None,
     precision: Precision = "auto",
@@ -217,7 +222,8 @@ def finetune(
 
     flags = dict(epochs=epochs, max_minutes=max_minutes, class_weights=class_weights, long_docs=long_docs, lr=lr,
                  batch_size=batch_size, grad_accum=grad_accum, seq_len=seq_len, val_fraction=val_fraction, seed=seed,
-                 pooling=pooling, ema_decay=ema_decay, text_column=text_column, label_column=label_column)
+                 pooling=pooling, ema_decay=ema_decay, dropout=dropout, text_column=text_column,
+                 label_column=label_column)
     cfg = resolve_finetune(config, flags)
     if print_config:
         print(to_toml({"train": cfg}), end="")

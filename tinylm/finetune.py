@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +136,8 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
         raise TinyLMError(f"--class-weights must be none or balanced, got {cfg.class_weights!r}")
     if not 0 <= cfg.ema_decay < 1:
         raise TinyLMError(f"--ema-decay must be in [0, 1), got {cfg.ema_decay:g} (0 keeps the last weights)")
+    if not 0 <= cfg.dropout < 1:
+        raise TinyLMError(f"--dropout must be in [0, 1), got {cfg.dropout:g}")
     if not 0 < cfg.val_fraction < 1:
         raise TinyLMError(f"--val-fraction must be in (0, 1), got {cfg.val_fraction}")
     started = now()
@@ -173,7 +175,8 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
     if world.is_main:
         (Path(out_dir) / RUN_CONFIG).write_text(to_toml({"train": cfg}), encoding="utf-8")
     torch.manual_seed(cfg.seed)
-    model = BertForSequenceClassification(base.config, num_labels=len(labels), pooling=cfg.pooling)
+    config = replace(base.config, hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
+    model = BertForSequenceClassification(config, num_labels=len(labels), pooling=cfg.pooling)
     model.bert.load_state_dict(base.bert.state_dict(), strict=False)  # the pooler is new, as in BERT fine-tuning
     del base
     sequences, owners = encode_for_classification(tokenizer, [r.text for r in train_records], cfg.seq_len,

@@ -1,6 +1,6 @@
 """Dynamic masking for masked language modelling (Devlin et al., 2019, section 3.1).
 
-Each batch draws a fresh mask: of the selected positions (15% by default) 80% become [MASK], 10% a random
+Each batch draws a fresh mask: of the selected positions (30% by default) 80% become [MASK], 10% a random
 token and 10% stay as they are; the model must predict the original token at every selected position.
 
 The random numbers are drawn for the whole (global) batch first and the tokens masked afterwards, row by row:

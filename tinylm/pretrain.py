@@ -75,6 +75,20 @@ class MLMBatches:
                      epoch=int(epochs[0]) + 1, seed=derived_seed(self.seed, step, chunk, 1), rows=indices)
 
 
+def unigram_log_prior(tokens: np.ndarray, vocab_size: int, never_predicted: list[int],
+                      sample: int = 50_000_000) -> torch.Tensor:
+    """log P(token) in the corpus (add-half smoothed, from its first `sample` tokens), centred.
+
+    The MLM decoder's bias starts here (as one initialises any classifier's bias to the log prior), so the loss
+    starts at the corpus's unigram entropy instead of ln V and the first few hundred steps are not spent learning
+    word frequencies. Special tokens, never a target, get the floor."""
+    counts = np.bincount(np.asarray(tokens[:sample], dtype=np.int64), minlength=vocab_size)[:vocab_size]
+    counts = counts.astype(np.float64)
+    counts[never_predicted] = 0
+    log_p = np.log((counts + 0.5) / (counts + 0.5).sum())
+    return torch.from_numpy(log_p - log_p.mean()).float()
+
+
 def resolve_scrub(asked: tuple[str, ...] | None, parent_dir: Path, tokenizer) -> tuple[str, ...] | None:
     """Scrubbing is inherited down the chain (a scrubbed tokenizer or base scrubs its children's data too).
     Asking for it on a tokenizer trained without it is refused: its vocabulary has no placeholder tokens, and
@@ -198,6 +212,8 @@ def _pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config
     torch.manual_seed(cfg.seed)
     model = BertForMaskedLM(model_config)
     ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
+    with torch.no_grad():  # a resumed run loads its own bias over this
+        model.cls.predictions.bias.copy_(unigram_log_prior(shards.tokens, model_config.vocab_size, list(ids.values())))
     batches = MLMBatches(rows, cfg.batch_size, cfg.seed, ids, model_config.vocab_size, cfg.mlm_probability,
                          world.layout(cfg.grad_accum))
     args = {"stage": "pretrain", "command": run.command, "data": [str(p) for p in data],
