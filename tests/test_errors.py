@@ -153,6 +153,11 @@ CASES = {
                                                    "--grad-accum", "-2"], "--grad-accum must be positive"),
     "finetune ema-decay one": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
                                              "--ema-decay", "1"], "--ema-decay must be in [0, 1), got 1"),
+    "finetune dropout one": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
+                                           "--dropout", "1"], "--dropout must be in [0, 1), got 1"),
+    "pretrain masking none": (lambda t, k: ["pretrain", k / "train.csv", "--tokenizer", k / "tokenizer", "--out",
+                                            t / "o", "--preset", "tiny", "--mlm-probability", "0"],
+                              "--mlm-probability must be in (0, 1), got 0"),
     "report eval of a base": (lambda t, k: (t / "m.json").write_text('{"kind": "mlm", "perplexity": 9.0}') and
                               ["report", k / "classifier", "--eval", t / "m.json"], "is not a classifier evaluation report"),
     "report bad confusion": (lambda t, k: (t / "eval.json").write_text('{"labels": ["a", "b"], "confusion": [[1, 2]]}')

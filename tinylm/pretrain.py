@@ -176,7 +176,7 @@ def _pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config
     check_positive(cfg, ("max_steps", "epochs", "max_minutes", "batch_size", "grad_accum", "lr", "seq_len",
                          "log_every"))
     if not 0 < cfg.mlm_probability < 1:
-        raise TinyLMError(f"mlm_probability must be in (0, 1), got {cfg.mlm_probability}")
+        raise TinyLMError(f"--mlm-probability must be in (0, 1), got {cfg.mlm_probability:g}")
     tokenizer = load_tokenizer(tokenizer_dir)
     scrub_kinds = resolve_scrub(run.scrub_kinds, tokenizer_dir, tokenizer)
     model_config.vocab_size = tokenizer.get_vocab_size()
