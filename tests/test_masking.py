@@ -57,6 +57,11 @@ def test_the_mlm_decoder_starts_at_the_unigram_prior():
     smoothed = counts + 0.5  # add-half; the specials count 0
     assert np.allclose(torch.softmax(prior.double(), 0).numpy(), smoothed / smoothed.sum(), rtol=1e-5)
     assert prior[:5].max() <= prior[5:].min()  # never predicted: the floor
+    big = np.tile(stream, 250)  # 5M tokens: counted in more than one chunk
+    counts_big = np.bincount(big, minlength=97).astype(np.float64)
+    counts_big[:5] = 0
+    assert np.allclose(torch.softmax(unigram_log_prior(big, 97, [0, 1, 2, 3, 4]).double(), 0).numpy(),
+                       (counts_big + 0.5) / (counts_big + 0.5).sum(), rtol=1e-5)
 
     torch.manual_seed(0)
     model = BertForMaskedLM(tiny_config())
