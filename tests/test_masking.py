@@ -51,17 +51,21 @@ def test_the_mlm_decoder_starts_at_the_unigram_prior():
     frequencies = 1.0 / np.arange(1, 93) ** 1.1  # Zipf-like over the 92 regular ids 5..96
     stream = rng.choice(np.arange(5, 97), size=20_000, p=frequencies / frequencies.sum()).astype(np.uint16)
     stream[::17] = 3  # [SEP] between documents: never a target
-    prior = unigram_log_prior(stream, 97, never_predicted=[0, 1, 2, 3, 4])
+    specials = [0, 1, 2, 3, 4]
+
+    def smoothed_frequencies(tokens):  # add-half; the specials count 0
+        counts = np.bincount(tokens, minlength=97).astype(np.float64)
+        counts[specials] = 0
+        return (counts + 0.5) / (counts + 0.5).sum()
+
+    prior = unigram_log_prior(stream, 97, never_predicted=specials)
+    assert np.allclose(torch.softmax(prior.double(), 0).numpy(), smoothed_frequencies(stream), rtol=1e-5)
+    big = np.tile(stream, 250)  # 5M tokens: counted in more than one chunk
+    assert np.allclose(torch.softmax(unigram_log_prior(big, 97, specials).double(), 0).numpy(),
+                       smoothed_frequencies(big), rtol=1e-5)
+    assert prior[:5].max() <= prior[5:].min()  # never predicted: the floor
     regular = stream[stream != 3].astype(np.int64)
     counts = np.bincount(regular, minlength=97)
-    smoothed = counts + 0.5  # add-half; the specials count 0
-    assert np.allclose(torch.softmax(prior.double(), 0).numpy(), smoothed / smoothed.sum(), rtol=1e-5)
-    assert prior[:5].max() <= prior[5:].min()  # never predicted: the floor
-    big = np.tile(stream, 250)  # 5M tokens: counted in more than one chunk
-    counts_big = np.bincount(big, minlength=97).astype(np.float64)
-    counts_big[:5] = 0
-    assert np.allclose(torch.softmax(unigram_log_prior(big, 97, [0, 1, 2, 3, 4]).double(), 0).numpy(),
-                       (counts_big + 0.5) / (counts_big + 0.5).sum(), rtol=1e-5)
 
     torch.manual_seed(0)
     model = BertForMaskedLM(tiny_config())

@@ -82,9 +82,9 @@ def unigram_log_prior(tokens: np.ndarray, vocab_size: int, never_predicted: list
     The MLM decoder's bias starts here (as one initialises any classifier's bias to the log prior), so the loss
     starts at the corpus's unigram entropy instead of ln V and the first few hundred steps are not spent learning
     word frequencies. Special tokens, never a target, get the floor."""
-    counts = np.zeros(vocab_size, dtype=np.float64)
-    for start in range(0, min(len(tokens), sample), 1 << 22):  # in chunks: a few MB at a time, not the corpus
-        counts += np.bincount(tokens[start:min(start + (1 << 22), sample)], minlength=vocab_size)[:vocab_size]
+    counts, chunk = np.zeros(vocab_size, dtype=np.float64), 1 << 22  # a few MB at a time, not the corpus
+    for start in range(0, min(len(tokens), sample), chunk):
+        counts += np.bincount(tokens[start:min(start + chunk, sample)], minlength=vocab_size)[:vocab_size]
     counts[never_predicted] = 0
     log_p = np.log((counts + 0.5) / (counts + 0.5).sum())
     return torch.from_numpy(log_p - log_p.mean()).float()
