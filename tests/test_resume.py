@@ -189,7 +189,7 @@ def test_the_epoch_end_sees_the_moving_average_and_training_goes_on_with_its_own
 
     try:
         train(model, batches, LoopConfig(max_steps=40, lr=1e-3, quiet=True, ema_decay=0.8),
-              MetricsLog(tmp_path / "metrics.jsonl"), torch.device("cpu"), on_epoch_end=on_epoch_end)
+              MetricsLog(tmp_path / "metrics.jsonl"), torch.device("cpu"), on_validate=on_epoch_end)
     finally:
         hook.remove()
     assert len(history) == 41 and list(seen) == [40]  # MLM batches end no epoch: the last step is validated

@@ -170,18 +170,28 @@ def predict(ckpt_dir: Path, data: Path, text_column: str = "text", id_column: st
 
 def mlm_metrics(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, mlm_probability: float = 0.15,
                 seed: int = 0, batch_size: int = 64, device: torch.device | None = None) -> dict:
-    """n_tokens predicted, masked-token accuracy, mean cross-entropy and perplexity = exp(cross-entropy).
-
-    The texts are packed as in pretraining and masked once, all rows together, with a generator seeded by
-    `seed`: the figures do not depend on batch size, and two checkpoints sharing a tokenizer and sequence length
-    are asked to fill in the same blanks.
-    """
-    device = device or torch.device("cpu")
-    model.to(device).eval()
+    """n_tokens predicted, masked-token accuracy, mean cross-entropy and perplexity = exp(cross-entropy) of
+    `texts`, packed as in pretraining (see masked_lm_metrics)."""
     input_ids = torch.from_numpy(pack_documents(tokenizer, texts, seq_len))
     ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
+    metrics = masked_lm_metrics(model, input_ids, ids, tokenizer.get_vocab_size(), mlm_probability, seed,
+                                batch_size, device)
+    if metrics is None:
+        regular = int((~special_positions(input_ids, ids)).sum())
+        raise TinyLMError(f"no token was masked in {len(texts)} document(s) of {regular} token(s); "
+                          "give more text, or another --seed")
+    return metrics
+
+
+def masked_lm_metrics(model, input_ids: torch.Tensor, ids: dict[str, int], vocab_size: int, mlm_probability: float,
+                      seed: int = 0, batch_size: int = 64, device: torch.device | None = None) -> dict | None:
+    """Masked-token figures of packed rows (None if no token was masked). The rows are masked once, all
+    together, with a generator seeded by `seed`: the figures do not depend on batch size, and two checkpoints
+    sharing a tokenizer and sequence length are asked to fill in the same blanks. Leaves the model in eval mode."""
+    device = device or torch.device("cpu")
+    model.to(device).eval()
     # only the last row has padding; full rows drop the mask
-    inputs, attention_mask, labels = mask_rows(input_ids, ids, tokenizer.get_vocab_size(), mlm_probability,
+    inputs, attention_mask, labels = mask_rows(input_ids, ids, vocab_size, mlm_probability,
                                                torch.Generator().manual_seed(seed))
     n_tokens, correct, total_ce = 0, 0, 0.0
     for start in range(0, len(inputs), batch_size):
@@ -196,9 +206,7 @@ def mlm_metrics(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, mlm
             correct += int((logits.argmax(-1) == targets).sum())
         n_tokens += targets.numel()
     if not n_tokens:
-        regular = int((~special_positions(input_ids, ids)).sum())
-        raise TinyLMError(f"no token was masked in {len(texts)} document(s) of {regular} token(s); "
-                          "give more text, or another --seed")
+        return None
     cross_entropy = total_ce / n_tokens
     return {"n_tokens": n_tokens, "accuracy": correct / n_tokens, "cross_entropy": cross_entropy,
             "perplexity": math.exp(cross_entropy)}

@@ -224,7 +224,7 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
     identity = {"inputs": [r["sha256"] for r in inputs], "base": parent_record(base_dir, "base")["sha256"],
                 "train": batch_identity(cfg, world), "precision": resolved_precision, "labels": labels}
     summary = train(model, batches, loop, log, dev, out_dir=Path(out_dir), run_args=identity, resume=run.resume,
-                    on_epoch_end=on_epoch_end, stage_state=best, world=world)
+                    on_validate=on_epoch_end, stage_state=best, world=world)
     if world.is_main:  # the run is complete: its best model is the hand-off
         shutil.rmtree(checkpoint_root(out_dir), ignore_errors=True)
     return {**summary, "best": best}

@@ -65,7 +65,8 @@ class LoopConfig:
     on_nan: str = "stop"  # or "skip": drop the batch and go on
     max_minutes: float | None = None  # time budget: the run's length (and LR schedule) is fitted to it
     step_multiple: int = 1  # with max_minutes: end on a multiple of this (an epoch, for fine-tuning)
-    ema_decay: float = 0.0  # > 0: keep a moving average of the weights; on_epoch_end sees (and saves) it
+    ema_decay: float = 0.0  # > 0: keep a moving average of the weights; on_validate sees (and saves) it
+    validate_every: int | None = None  # steps between calls of on_validate, besides every epoch's end and the last step
     compile: bool = False  # run the forward and backward through torch.compile
     extra_log: dict = field(default_factory=dict)
 
@@ -281,14 +282,15 @@ def progress_bar(quiet: bool) -> Progress:
 
 def train(model: torch.nn.Module, batches_at: Callable[[int], list[Batch]], cfg: LoopConfig, log: MetricsLog,
           device: torch.device, out_dir: Path | None = None, run_args: dict | None = None, resume: bool = False,
-          on_epoch_end: Callable[[int, int], dict] | None = None, stage_state: dict | None = None,
+          on_validate: Callable[[int, int], dict] | None = None, stage_state: dict | None = None,
           world: World | None = None) -> dict:
     """Run the optimisation steps up to cfg.max_steps; batches_at(i) is this process's micro-batches of step
     i + 1 (0-based).
 
     With out_dir, resumable checkpoints go to out_dir/checkpoints (every cfg.save_every steps / save_minutes,
     and on SIGINT/SIGTERM); resume=True continues from the newest one. stage_state is the stage's own state
-    (e.g. the best epoch so far), saved and restored with the rest. on_epoch_end(epoch, step) may return figures.
+    (e.g. the best epoch so far), saved and restored with the rest. on_validate(epoch, step) is called at the end
+    of every epoch, every cfg.validate_every steps and after the last step; the figures it returns are logged.
     With several processes (world), every one runs this loop in step; rank 0 alone logs and saves, and paces a
     time budget for all.
     """
@@ -363,10 +365,11 @@ def train(model: torch.nn.Module, batches_at: Callable[[int], list[Batch]], cfg:
             bar.update(task, completed=step, total=cfg.max_steps)  # a budget may have changed the length
             # A budget may end the run inside an epoch: that part-epoch is validated too.
             batch = batches[0]
-            if on_epoch_end is not None and (batch.epoch_end or step == cfg.max_steps):
+            every = cfg.validate_every and step % cfg.validate_every == 0
+            if on_validate is not None and (batch.epoch_end or every or step == cfg.max_steps):
                 part = {} if batch.epoch_end else {"epoch_fraction": batch.epoch_fraction}
                 with average.swapped_in() if average is not None else nullcontext():
-                    figures = on_epoch_end(batch.epoch, step)
+                    figures = on_validate(batch.epoch, step)
                 log.write({"step": step, "epoch": batch.epoch, **part, **figures})
                 model.train()
             due = (cfg.save_every and step % cfg.save_every == 0) or (cfg.save_at_epoch_end and batch.epoch_end) or timed
