@@ -103,11 +103,15 @@ def epochs_run(folder: Path) -> int:
 
 
 def pretraining_facts(folder: Path) -> dict:
-    """How far pretraining got in its budget: steps, tokens, tokens/s and the MLM loss of its last logged steps."""
-    steps = [r for r in read_metrics(folder / METRICS_FILE) if "loss" in r]
+    """How far pretraining got in its budget: steps, tokens, tokens/s, the MLM loss of its last logged steps and
+    the last loss on its held-out rows."""
+    records = read_metrics(folder / METRICS_FILE)
+    steps = [r for r in records if "loss" in r]
+    held_out = [r["val_loss"] for r in records if "val_loss" in r]
     last = steps[-1] if steps else {}
     return {"steps": last.get("step", 0), "tokens": last.get("tokens", 0), "tokens_per_s": last.get("tokens_per_s"),
-            "final_loss": sum(r["loss"] for r in steps[-5:]) / max(1, len(steps[-5:]))}
+            "final_loss": sum(r["loss"] for r in steps[-5:]) / max(1, len(steps[-5:])),
+            "held_out_loss": held_out[-1] if held_out else None}
 
 
 def cell(figures: dict | None) -> str:
@@ -139,7 +143,8 @@ def main(argv=None):
         facts = result["pretraining"]
         print(f"{name:14} {cell(result['tinylm']):>15} {cell(result['no_pretraining']):>15} "
               f"{cell(result['tfidf']):>15}   (pretraining {facts['steps']:,} steps, {facts['tokens']:,} tokens, "
-              f"MLM loss {facts['final_loss']:.2f}; {result['seconds'] / 60:.0f} min)", flush=True)
+              f"MLM loss {facts['final_loss']:.2f}, held out {facts['held_out_loss'] or float('nan'):.2f}; "
+              f"{result['seconds'] / 60:.0f} min)", flush=True)
         if args.json:  # after every data set, so that a long run's finished part is kept
             args.json.write_text(json.dumps(results, indent=2))
     return results

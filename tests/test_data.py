@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from tinylm.data import pack_documents, read_records, read_texts
+from tinylm.data import PackedRows, hold_out, pack_documents, read_records, read_texts
 from tinylm.errors import TinyLMError
 from tinylm.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
 
@@ -69,3 +69,19 @@ def test_packing_fills_rows_and_separates_documents(tmp_path):
     assert (body == sep).sum() == 3  # one [SEP] after each document
     assert (body == pad).sum() == 12 - 10  # 7 words + 3 [SEP] = 10 tokens; only the last row is padded
     assert np.all(body[:10] != pad)
+
+
+@pytest.mark.parametrize("n_rows, fraction, most, held", [(517, 0.05, 256, 24), (10_000, 0.05, 256, 256),
+                                                          (100, 0.05, 256, 0), (517, 0.0, 256, 0), (64, 0.5, 256, 32)])
+def test_held_out_rows_are_whole_blocks_apart_from_the_training_rows(n_rows, fraction, most, held):
+    body = 15
+    rows = PackedRows(np.arange(n_rows * body - 3) % 90 + 10, body + 1, cls_id=1, pad_id=0)  # the last row padded
+    train, held_out = hold_out(rows, fraction, seed=3, most=most)
+    assert len(held_out) == held and len(train) == n_rows - held
+    train_ids, held_ids = train.row_ids(np.arange(len(train))), held_out.row_ids(np.arange(len(held_out)))
+    assert sorted([*train_ids, *held_ids]) == list(range(n_rows))  # every row on exactly one side
+    assert n_rows - 1 in train_ids  # the padded last row is trained on
+    assert all(np.diff(block).tolist() == [1] * 7 for block in held_ids.reshape(-1, 8))  # blocks of 8 rows
+    np.testing.assert_array_equal(train.take([0, len(train) - 1]), rows.take(train_ids[[0, -1]]))
+    again, _ = hold_out(rows, fraction, seed=3, most=most)
+    np.testing.assert_array_equal(again.row_ids(np.arange(len(again))), train_ids)  # a resumed run's split

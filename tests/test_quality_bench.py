@@ -17,3 +17,4 @@ def test_quality_benchmark_runs_all_columns_on_a_budget(tmp_path):
     for column in ("tinylm", "no_pretraining"):
         assert 1 / 6 < result[column]["accuracy"] <= 1 and 0 < result[column]["macro_f1"] <= 1  # above chance
     assert (tmp_path / "trec" / "random" / "model.safetensors").is_file()
+    assert 0 < result["pretraining"]["held_out_loss"] < 12  # scored on rows held out of pretraining

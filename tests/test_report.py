@@ -2,12 +2,14 @@
 --errors and --out on `tinylm eval`, and the PNG plots of `tinylm report`."""
 
 import csv
+import importlib.util
 import json
 import math
 import shutil
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,10 +17,11 @@ from conftest import write_labelled_csv
 from test_errors import assert_one_line_error, run_cli
 from tinylm.checkpoint import load_checkpoint
 from tinylm.config import PRESETS, PretrainConfig, RunOptions
-from tinylm.data import read_texts
-from tinylm.evaluate import mlm_metrics
+from tinylm.data import PackedRows, hold_out, read_texts, token_stream
+from tinylm.evaluate import masked_lm_metrics, mlm_metrics
 from tinylm.model import BertForMaskedLM
 from tinylm.pretrain import pretrain
+from tinylm.tokenizer import SPECIAL_TOKENS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -65,6 +68,34 @@ def test_more_pretraining_gives_lower_perplexity_than_random_weights(trained, tm
     assert trained_figures["n_tokens"] == random_figures["n_tokens"]  # the same blanks to fill in
     assert trained_figures["perplexity"] < random_figures["perplexity"] / 3, (trained_figures, random_figures)
     assert trained_figures["accuracy"] > random_figures["accuracy"]
+
+
+def test_pretraining_logs_the_loss_on_held_out_rows_and_reports_it(trained, tmp_path):
+    corpus = write_labelled_csv(tmp_path / "corpus.csv", n=600, seed=2)  # 676 rows of 32: 32 held out
+    summary = pretrain([corpus], trained / "tokenizer", tmp_path / "base", replace(PRESETS["tiny"].model),
+                       PretrainConfig(max_steps=150, batch_size=16, seq_len=32, lr=3e-3, val_every=30),
+                       RunOptions(quiet=True))
+    records = [json.loads(line) for line in (tmp_path / "base" / "metrics.jsonl").read_text().splitlines()]
+    held_out = [r for r in records if "val_loss" in r]
+    assert [r["step"] for r in held_out] == [30, 60, 90, 120, 150]
+    assert all(0 < r["epoch_fraction"] <= 1 and 0 <= r["val_masked_accuracy"] <= 1 for r in held_out)
+    losses = [r["val_loss"] for r in held_out]  # 3.25 falling to 3.06 on unseen rows (training loss 3.09)
+    assert all(a > b for a, b in zip(losses, losses[1:])) and losses[-1] < losses[0] - 0.1
+    assert summary["val_loss"] == held_out[-1]["val_loss"]
+
+    # the last figure is the saved model's, on rows the run never trained on
+    model, tokenizer, _ = load_checkpoint(tmp_path / "base", expect_kind="mlm")
+    rows = PackedRows(token_stream(tokenizer, read_texts(corpus)), 32, tokenizer.token_to_id("[CLS]"),
+                      tokenizer.token_to_id("[PAD]"))
+    _, held_rows = hold_out(rows, 0.05, seed=0, most=256)
+    ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
+    rescored = masked_lm_metrics(model, torch.from_numpy(held_rows.take(np.arange(len(held_rows)))), ids,
+                                 tokenizer.get_vocab_size(), 0.3, seed=0)
+    assert len(held_rows) == 32 and rescored["cross_entropy"] == pytest.approx(held_out[-1]["val_loss"], rel=1e-5)
+
+    if importlib.util.find_spec("matplotlib"):
+        from tinylm.report import draw_report
+        assert draw_report(tmp_path / "base") == [tmp_path / "base" / "loss.png"]
 
 
 # ---- --errors and --out -----------------------------------------------------------------------------------------

@@ -123,6 +123,8 @@ def pretrain(
     seq_len: Annotated[Optional[int], typer.Option(help="Tokens per packed sequence.")] = None,
     mlm_probability: Annotated[Optional[float], typer.Option(help="Share of tokens masked and predicted "
                                                              "(default 0.3).")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(help="Share of the rows held out to log the MLM loss on "
+                                                          "unseen text (default 0.05, at most 256 rows; 0: none).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     text_column: Annotated[Optional[str], typer.Option(help="Column holding the text in CSV/TSV/JSONL.")] = None,
     precision: Precision = "auto",
@@ -153,8 +155,8 @@ def pretrain(
     if max_steps is not None and epochs is not None:
         raise TinyLMError("give --max-steps or --epochs, not both")
     flags = dict(max_steps=max_steps, epochs=epochs, max_minutes=max_minutes, batch_size=batch_size,
-                 grad_accum=grad_accum, lr=lr, seq_len=seq_len, mlm_probability=mlm_probability, seed=seed,
-                 text_column=text_column)
+                 grad_accum=grad_accum, lr=lr, seq_len=seq_len, mlm_probability=mlm_probability,
+                 val_fraction=val_fraction, seed=seed, text_column=text_column)
     model_config, cfg = resolve_pretrain(preset, config, flags)
     if print_config:
         print(to_toml({"model": model_config, "train": cfg}), end="")
@@ -165,8 +167,9 @@ def pretrain(
                          scrub_kinds=scrub_kinds(scrub_pii, scrub_vat), record_host=record_host, cache_dir=cache_dir)
     summary = run(data, tokenizer, out_dir, model_config, cfg, options)
     if rank() == 0:
+        held_out = f" (held-out {summary['val_loss']:.4f})" if "val_loss" in summary else ""
         out.print(f"pretrained {summary['steps']:,} steps in {summary['elapsed_s']:.0f}s "
-                  f"({summary['tokens_per_s']:,.0f} tok/s), final MLM loss {summary['loss']:.4f} -> {out_dir}")
+                  f"({summary['tokens_per_s']:,.0f} tok/s), final MLM loss {summary['loss']:.4f}{held_out} -> {out_dir}")
 
 
 @app.command()

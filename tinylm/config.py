@@ -72,6 +72,10 @@ class PretrainConfig:
     # BERT masked 15%; at a budget of a few thousand steps twice the predictions per step learn faster (Wettig et
     # al., 2022, "Should You Mask 15% in Masked Language Modeling?"). TREC/AG News/SST-2 probe: see README.
     mlm_probability: float = 0.3
+    # Rows held out of training (at most 256) and scored every val_every steps: the MLM loss on text the model has
+    # not seen, next to the training loss on text it has. A small corpus seen for many epochs is memorised.
+    val_fraction: float = 0.05
+    val_every: int = 200
     text_column: str = "text"
     log_every: int = 10
 

@@ -223,6 +223,44 @@ class PackedRows:
         return out
 
 
+
+class RowSelection:
+    """Some rows of a PackedRows, numbered 0..n-1 among themselves: the training side or the held-out side of
+    hold_out(). The held-out side is a few blocks, so training index t is found by skipping the held-out blocks
+    before it: nothing the size of the corpus is held."""
+
+    def __init__(self, rows: PackedRows, held_blocks: np.ndarray, block: int, held_out: bool):
+        self.rows, self.seq_len, self.block, self.held_out = rows, rows.seq_len, block, held_out
+        self.held_blocks = np.sort(np.asarray(held_blocks, dtype=np.int64))
+        # training rows before held-out block j: its first row minus the j blocks held out before it
+        self._skips = (self.held_blocks - np.arange(len(self.held_blocks))) * block
+
+    def __len__(self) -> int:
+        n_held = len(self.held_blocks) * self.block
+        return n_held if self.held_out else len(self.rows) - n_held
+
+    def row_ids(self, indices) -> np.ndarray:
+        """The PackedRows indices of this selection's rows `indices`."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if self.held_out:
+            return self.held_blocks[indices // self.block] * self.block + indices % self.block
+        return indices + self.block * np.searchsorted(self._skips, indices, side="right")
+
+    def take(self, indices) -> np.ndarray:
+        return self.rows.take(self.row_ids(indices))
+
+
+def hold_out(rows: PackedRows, fraction: float, seed: int, most: int, block: int = 8
+             ) -> tuple[RowSelection, RowSelection]:
+    """(training rows, held-out rows): about `fraction` of the rows (at most `most`), in blocks of `block`
+    consecutive rows drawn by `seed`. Rows cut a document where they end, so a held-out row may share a document
+    with its neighbour; in blocks, only the documents across a block's two edges are shared. The last, partial
+    block (the padded row) is never held out. A corpus too small for one block holds out nothing."""
+    full_blocks = len(rows) // block - (len(rows) % block == 0)  # the last block stays on the training side
+    n_blocks = min(max(0, full_blocks), int(min(fraction * len(rows), most) // block))
+    held = np.random.default_rng([seed, 7]).choice(full_blocks, n_blocks, replace=False) if n_blocks else []
+    return RowSelection(rows, held, block, held_out=False), RowSelection(rows, held, block, held_out=True)
+
 # ---- classification: one document per row, padded per batch -------------------------------------------------
 
 def encode_documents(tokenizer: Tokenizer, texts: list[str], seq_len: int) -> list[list[int]]:

@@ -13,9 +13,10 @@ import torch
 from tinylm.checkpoint import METRICS_FILE, RUN_CONFIG, WEIGHTS_FILE, check_out_dir, save_checkpoint
 from tinylm.config import BertConfig, PretrainConfig, RunOptions, check_positive, to_toml
 from tinylm import distributed
-from tinylm.data import PackedRows
+from tinylm.data import PackedRows, RowSelection, hold_out
 from tinylm.distributed import Layout, World
 from tinylm.errors import TinyLMError
+from tinylm.evaluate import masked_lm_metrics
 from tinylm.masking import MaskDraws, first_regular_id, mask_rows
 from tinylm.model import BertForMaskedLM
 from tinylm.pii import PLACEHOLDERS
@@ -27,6 +28,7 @@ from tinylm.train import Batch, LoopConfig, MetricsLog, NullLog, console, derive
 
 
 BUDGET_LIMIT = 10**9  # steps, when only a time budget bounds the run
+HELD_OUT_ROWS = 256  # at most: enough for a steady loss (~10k predictions), a second or so to score on a CPU
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -44,8 +46,8 @@ class MLMBatches:
     global batch, never on how many processes or accumulation steps share it.
     """
 
-    def __init__(self, rows: PackedRows, batch_size: int, seed: int, ids: dict[str, int], vocab_size: int,
-                 mlm_probability: float, layout: Layout = Layout()):
+    def __init__(self, rows: PackedRows | RowSelection, batch_size: int, seed: int, ids: dict[str, int],
+                 vocab_size: int, mlm_probability: float, layout: Layout = Layout()):
         self.rows, self.batch_size, self.seed, self.ids = rows, batch_size, seed, ids
         self.vocab_size, self.mlm_probability, self.layout = vocab_size, mlm_probability, layout
         self.global_batch = batch_size * layout.micro_batches
@@ -72,7 +74,8 @@ class MLMBatches:
                                                    draws=draws.rows(start, start + self.batch_size))
         return Batch({"input_ids": inputs, "attention_mask": attention_mask, "labels": labels},
                      n_tokens=int(attention_mask.sum()), n_targets=int((labels != -100).sum()),
-                     epoch=int(epochs[0]) + 1, seed=derived_seed(self.seed, step, chunk, 1), rows=indices)
+                     epoch=int(epochs[0]) + 1, epoch_fraction=float((offsets[-1] + 1) / len(self.rows)),
+                     seed=derived_seed(self.seed, step, chunk, 1), rows=indices)
 
 
 def unigram_log_prior(tokens: np.ndarray, vocab_size: int, never_predicted: list[int],
@@ -88,6 +91,25 @@ def unigram_log_prior(tokens: np.ndarray, vocab_size: int, never_predicted: list
     counts[never_predicted] = 0
     log_p = np.log((counts + 0.5) / (counts + 0.5).sum())
     return torch.from_numpy(log_p - log_p.mean()).float()
+
+
+def held_out_validation(model, rows: RowSelection, ids: dict[str, int], vocab_size: int, cfg: PretrainConfig,
+                        world: World):
+    """on_validate for train(): the MLM loss and masked-token accuracy on the held-out rows, always masked the same
+    way (from cfg.seed), so that the figures of one run compare from step to step. Rank 0 scores; all learn it."""
+    input_ids = torch.from_numpy(rows.take(np.arange(len(rows))))
+
+    def validate(epoch: int, step: int) -> dict:
+        figures = [0.0, 0.0, 0]
+        if world.is_main and (metrics := masked_lm_metrics(model, input_ids, ids, vocab_size, cfg.mlm_probability,
+                                                           cfg.seed, device=world.device)):
+            figures = [metrics["cross_entropy"], metrics["accuracy"], metrics["n_tokens"]]
+        loss, accuracy, n_tokens = world.all_sum(figures)
+        validate.last = {"val_loss": loss, "val_masked_accuracy": accuracy} if n_tokens else {}  # none masked: none
+        return validate.last
+
+    validate.last = {}
+    return validate
 
 
 def resolve_scrub(asked: tuple[str, ...] | None, parent_dir: Path, tokenizer) -> tuple[str, ...] | None:
@@ -175,9 +197,11 @@ def _pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config
               run: RunOptions, world: World) -> dict:
     started = now()
     check_positive(cfg, ("max_steps", "epochs", "max_minutes", "batch_size", "grad_accum", "lr", "seq_len",
-                         "log_every"))
+                         "log_every", "val_every"))
     if not 0 < cfg.mlm_probability < 1:
         raise TinyLMError(f"--mlm-probability must be in (0, 1), got {cfg.mlm_probability:g}")
+    if not 0 <= cfg.val_fraction < 1:
+        raise TinyLMError(f"--val-fraction must be in [0, 1), got {cfg.val_fraction:g} (0 holds nothing out)")
     tokenizer = load_tokenizer(tokenizer_dir)
     scrub_kinds = resolve_scrub(run.scrub_kinds, tokenizer_dir, tokenizer)
     model_config.vocab_size = tokenizer.get_vocab_size()
@@ -197,7 +221,8 @@ def _pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config
     with world.local_main_first():  # encoded once per machine; the others read the cache
         shards = encode_corpus(data, tokenizer, key, run.cache_dir, cfg.text_column, run.encoding, scrub_kinds,
                                run.quiet, console)
-    rows = PackedRows(shards.tokens, cfg.seq_len, tokenizer.token_to_id(CLS), tokenizer.token_to_id(PAD))
+    packed = PackedRows(shards.tokens, cfg.seq_len, tokenizer.token_to_id(CLS), tokenizer.token_to_id(PAD))
+    rows, held_out = hold_out(packed, cfg.val_fraction, cfg.seed, HELD_OUT_ROWS)
     steps_per_epoch = math.ceil(len(rows) / global_batch(cfg, world))
     if cfg.max_steps is None:  # from --epochs; with only --max-minutes, the budget alone decides
         cfg.max_steps = BUDGET_LIMIT if cfg.max_minutes and not cfg.epochs else \
@@ -205,8 +230,10 @@ def _pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config
     length = f"{cfg.max_minutes:g} minutes" if cfg.max_steps == BUDGET_LIMIT else \
         f"{cfg.max_steps:,} steps ({cfg.max_steps / steps_per_epoch:.2f} epochs)" + \
         (f" or {cfg.max_minutes:g} minutes" if cfg.max_minutes else "")
-    console.print(f"pretraining on {shards.meta['n_documents']:,} documents = {len(rows):,} rows of {cfg.seq_len} "
-                  f"tokens; {length} of {describe_batch(cfg, world, 'rows')}, {precision} on {dev.type}")
+    held = f" ({len(held_out):,} held out to measure the MLM loss on unseen text)" if len(held_out) else \
+        " (too few to hold some out for a held-out loss)" if cfg.val_fraction else ""
+    console.print(f"pretraining on {shards.meta['n_documents']:,} documents = {len(packed):,} rows of {cfg.seq_len} "
+                  f"tokens{held}; {length} of {describe_batch(cfg, world, 'rows')}, {precision} on {dev.type}")
 
     if world.is_main:
         (Path(out_dir) / RUN_CONFIG).write_text(to_toml({"model": model_config, "train": cfg}), encoding="utf-8")
@@ -222,8 +249,13 @@ def _pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config
             "processes": world.size, "scrub_pii": list(scrub_kinds or [])}
     identity = {"inputs": [r["sha256"] for r in inputs], "tokens": key, "model": asdict(model_config),
                 "train": batch_identity(cfg, world), "precision": precision}
-    summary = train(model, batches, loop_config(cfg, run, cfg.max_steps, precision, "pretrain"), log, dev,
-                    out_dir=Path(out_dir), run_args=identity, resume=run.resume, world=world)
+    loop = loop_config(cfg, run, cfg.max_steps, precision, "pretrain")
+    loop.validate_every = cfg.val_every
+    validate = held_out_validation(model, held_out, ids, model_config.vocab_size, cfg, world) if len(held_out) else None
+    summary = train(model, batches, loop, log, dev, out_dir=Path(out_dir), run_args=identity, resume=run.resume,
+                    on_validate=validate, world=world)
+    if validate is not None:
+        summary.update(validate.last)
     args["summary"] = summary
     if world.is_main:
         manifest = build_manifest("mlm", inputs, [parent_record(tokenizer_dir, "tokenizer")],

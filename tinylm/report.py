@@ -13,7 +13,7 @@ from tinylm.checkpoint import METRICS_FILE, read_json_object
 from tinylm.data import table_rows
 from tinylm.errors import TinyLMError
 
-NUMBER_KEYS = ("step", "loss", "lr", "epoch", "epoch_fraction", "val_accuracy", "val_macro_f1")  # the keys plotted; others are ignored
+NUMBER_KEYS = ("step", "loss", "lr", "epoch", "epoch_fraction", "val_accuracy", "val_macro_f1", "val_loss")  # the keys plotted; others are ignored
 DPI = 120
 
 
@@ -99,7 +99,8 @@ def draw_report(run_dir: Path, eval_files: list[Path] | None = None, out_dir: Pa
     out_dir = Path(out_dir or run_dir)
     drawings = []
     if steps:
-        drawings.append((out_dir / "loss.png", draw_loss(figure, steps, run_dir.name)))
+        held_out = [r for r in records if "step" in r and "val_loss" in r]
+        drawings.append((out_dir / "loss.png", draw_loss(figure, steps, run_dir.name, held_out)))
     if epochs:
         drawings.append((out_dir / "validation.png", draw_validation(figure, epochs, run_dir.name)))
     drawings += [(out_dir / confusion_name(p), draw_confusion(figure, report, p.name)) for p, report in reports]
@@ -112,8 +113,9 @@ def draw_report(run_dir: Path, eval_files: list[Path] | None = None, out_dir: Pa
     return [path for path, _ in drawings]
 
 
-def draw_loss(figure, records: list[dict], title: str):
-    """Training loss over steps, and below it the learning rate (warmup and decay) on the same step axis."""
+def draw_loss(figure, records: list[dict], title: str, held_out: list[dict] = ()):
+    """Training loss over steps (with pretraining's held-out loss, when logged), and below it the learning rate
+    (warmup and decay) on the same step axis."""
     from matplotlib.ticker import MaxNLocator
 
     with_lr = [r for r in records if "lr" in r]
@@ -121,10 +123,16 @@ def draw_loss(figure, records: list[dict], title: str):
     fig = figure(figsize=(8, 6 if with_lr else 4), layout="constrained")
     axes = fig.subplots(2 if with_lr else 1, 1, sharex=True, squeeze=False, height_ratios=[2, 1] if with_lr else None)
     loss_ax = axes[0][0]
-    loss_ax.plot([r["step"] for r in records], [r["loss"] for r in records], color="tab:blue", marker=marker)
+    loss_ax.plot([r["step"] for r in records], [r["loss"] for r in records], color="tab:blue", marker=marker,
+                 label="training")
+    if held_out:
+        loss_ax.plot([r["step"] for r in held_out], [r["val_loss"] for r in held_out], color="tab:red", marker="o",
+                     label="held out")
+        loss_ax.legend(loc="upper right")
     loss_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    loss_ax.set_ylabel("training loss")
-    loss_ax.set_title(f"{title}: training loss" + (" and learning rate" if with_lr else ""))
+    loss_ax.set_ylabel("loss")
+    loss_ax.set_title(f"{title}: {'training and held-out' if held_out else 'training'} loss" +
+                      (" and learning rate" if with_lr else ""))
     loss_ax.grid(alpha=0.3)
     if with_lr:
         lr_ax = axes[1][0]
