@@ -80,3 +80,35 @@ def test_print_config_round_trips_and_the_run_folder_keeps_it(capsys, trained, t
     finetune = printed("finetune", trained / "train.csv", "--base", trained / "base", "--out", tmp_path / "clf",
                        "--epochs", "3", "--print-config")
     assert tomllib.loads(finetune)["train"]["epochs"] == 3 and "[model]" not in finetune
+
+
+@pytest.mark.parametrize("lengths, longest, fitted", [([10] * 96 + [200] * 4, 512, 32), ([10] * 90 + [40] * 10, 512, 64),
+                                                      ([70] * 100, 512, 128), ([900] * 10, 512, 128),
+                                                      ([40] * 100, 48, 48), ([], 512, 128)])
+def test_rows_are_fitted_to_the_documents(lengths, longest, fitted):
+    """The shortest of 32/64/128 tokens that holds 95% of the documents whole ([CLS] + tokens + [SEP])."""
+    import numpy as np
+
+    from tinylm.pretrain import fitted_seq_len
+
+    stream = np.concatenate([np.r_[np.full(n, 7), 3] for n in lengths]) if lengths else np.full(50, 7)  # 3 = [SEP]
+    assert fitted_seq_len(stream, sep_id=3, longest=longest) == fitted
+
+
+def test_unset_rows_and_batch_are_resolved_from_the_corpus_and_recorded(trained, tmp_path):
+    import tomllib
+    from dataclasses import replace
+
+    from tinylm.config import PretrainConfig, RunOptions
+    from tinylm.pretrain import pretrain
+
+    questions = tmp_path / "questions.txt"
+    questions.write_text("".join(f"Which invoice {i} paid the hotel?\n" for i in range(300)), encoding="utf-8")
+    for given, rows, batch in ((PretrainConfig(max_steps=2), 32, 128),
+                               (PretrainConfig(max_steps=2, seq_len=64, batch_size=4), 64, 4)):
+        pretrain([questions], trained / "tokenizer", tmp_path / "base", replace(PRESETS["tiny"].model), given,
+                 RunOptions(quiet=True, overwrite=True))
+        kept = tomllib.loads((tmp_path / "base" / "config.toml").read_text())["train"]
+        assert (kept["seq_len"], kept["batch_size"]) == (rows, batch)  # the run folder repeats the run
+        args = json.loads((tmp_path / "base" / "training_args.json").read_text())["train"]
+        assert (args["seq_len"], args["batch_size"]) == (rows, batch)

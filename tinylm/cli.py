@@ -117,10 +117,12 @@ def pretrain(
     epochs: Annotated[Optional[float], typer.Option(help="Passes over the corpus, instead of --max-steps.")] = None,
     max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: train as many steps as fit (at "
                                                          "most --max-steps if given), the LR schedule fitted to it.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per forward pass (per process).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per forward pass (per process; default "
+                                                      "4,096 tokens' worth).")] = None,
     grad_accum: GradAccum = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
-    seq_len: Annotated[Optional[int], typer.Option(help="Tokens per packed sequence.")] = None,
+    seq_len: Annotated[Optional[int], typer.Option(help="Tokens per packed sequence (default: the shortest of "
+                                                   "32/64/128 that holds 95% of the documents whole).")] = None,
     mlm_probability: Annotated[Optional[float], typer.Option(help="Share of tokens masked and predicted "
                                                              "(default 0.3).")] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="Share of the rows held out to log the MLM loss on "

@@ -61,10 +61,10 @@ class PretrainConfig:
     max_steps: int | None = None  # None: derived from epochs, else the preset's default
     epochs: float | None = None
     max_minutes: float | None = None  # wall-clock budget; the step count and LR schedule are fitted to it
-    batch_size: int = 32  # per process and forward pass; a step's global batch is x grad_accum x processes
-    grad_accum: int = 1  # micro-batches summed per step on each process (gradient accumulation)
+    batch_size: int | None = None  # rows per process and forward pass; None: 4,096 tokens' worth (32 rows of 128)
+    grad_accum: int = 1  # micro-batches per step on each process; a step's global batch is x grad_accum x processes
     lr: float = 1e-3
-    seq_len: int = 128
+    seq_len: int | None = None  # tokens per row; None: fitted to the corpus's documents (pretrain.fitted_seq_len)
     seed: int = 0
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
@@ -155,7 +155,7 @@ PRESETS: dict[str, Preset] = {
     # For tests and the demo: trains in seconds to minutes on a 2-core CPU.
     "tiny": Preset(
         preset_model(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256),
-        PretrainConfig(max_steps=600, batch_size=32, seq_len=128, lr=2e-3),
+        PretrainConfig(max_steps=600, lr=2e-3),
     ),
     # For a budget of minutes on a laptop CPU: 2.6x the tokens/s of `small` (12.3k against 4.7k on 2 cores). In 15
     # minutes `small` gets ~1,000 steps and barely leaves the unigram plateau of MLM loss; this size gets ~2,700,
@@ -163,17 +163,17 @@ PRESETS: dict[str, Preset] = {
     # steps: 0.911 against 0.877).
     "mini": Preset(
         preset_model(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512),
-        PretrainConfig(max_steps=1200, batch_size=32, seq_len=128, lr=1e-3),
+        PretrainConfig(max_steps=1200, lr=1e-3),
     ),
     # A sensible start on a laptop CPU, given an hour.
     "small": Preset(
         preset_model(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
-        PretrainConfig(max_steps=300, batch_size=32, seq_len=128, lr=1e-3),
+        PretrainConfig(max_steps=300, lr=1e-3),
     ),
     # BERT-base sizes (Devlin et al., 2019): for a GPU, or patience.
     "base": Preset(
         preset_model(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
-        PretrainConfig(max_steps=10000, batch_size=32, seq_len=128, lr=1e-4),
+        PretrainConfig(max_steps=10000, lr=1e-4),
     ),
 }
 
