@@ -223,7 +223,6 @@ class PackedRows:
         return out
 
 
-
 class RowSelection:
     """Some rows of a PackedRows, numbered 0..n-1 among themselves: the training side or the held-out side of
     hold_out(). The held-out side is a few blocks, so training index t is found by skipping the held-out blocks
@@ -260,6 +259,7 @@ def hold_out(rows: PackedRows, fraction: float, seed: int, most: int, block: int
     n_blocks = min(max(0, full_blocks), int(min(fraction * len(rows), most) // block))
     held = np.random.default_rng([seed, 7]).choice(full_blocks, n_blocks, replace=False) if n_blocks else []
     return RowSelection(rows, held, block, held_out=False), RowSelection(rows, held, block, held_out=True)
+
 
 # ---- classification: one document per row, padded per batch -------------------------------------------------
 

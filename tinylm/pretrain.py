@@ -30,6 +30,7 @@ from tinylm.train import Batch, LoopConfig, MetricsLog, NullLog, console, derive
 BUDGET_LIMIT = 10**9  # steps, when only a time budget bounds the run
 ROW_LENGTHS = (32, 64, 128)  # the row lengths --seq-len is fitted from
 ROW_TOKENS = 4096  # tokens in a batch when --batch-size is not given: 32 rows of 128, 128 rows of 32
+SAMPLE_TOKENS = 50_000_000  # the corpus statistics (unigram prior, row length) read at most this many tokens
 HELD_OUT_ROWS = 256  # at most: enough for a steady loss (~10k predictions), a second or so to score on a CPU
 
 
@@ -80,22 +81,30 @@ class MLMBatches:
                      seed=derived_seed(self.seed, step, chunk, 1), rows=indices)
 
 
+def sampled_chunks(tokens: np.ndarray, sample: int):
+    """(offset, piece) of the first `sample` tokens, 4M tokens (a few MB) at a time: corpus statistics read the
+    memory-mapped stream without an in-memory copy of it."""
+    chunk = 1 << 22
+    for start in range(0, min(len(tokens), sample), chunk):
+        yield start, tokens[start:min(start + chunk, sample)]
+
+
 def unigram_log_prior(tokens: np.ndarray, vocab_size: int, never_predicted: list[int],
-                      sample: int = 50_000_000) -> torch.Tensor:
+                      sample: int = SAMPLE_TOKENS) -> torch.Tensor:
     """log P(token) in the corpus (add-half smoothed, from its first `sample` tokens), centred.
 
     The MLM decoder's bias starts here (as one initialises any classifier's bias to the log prior), so the loss
     starts at the corpus's unigram entropy instead of ln V and the first few hundred steps are not spent learning
     word frequencies. Special tokens, never a target, get the floor."""
-    counts, chunk = np.zeros(vocab_size, dtype=np.float64), 1 << 22  # a few MB at a time, not the corpus
-    for start in range(0, min(len(tokens), sample), chunk):
-        counts += np.bincount(tokens[start:min(start + chunk, sample)], minlength=vocab_size)[:vocab_size]
+    counts = np.zeros(vocab_size, dtype=np.float64)
+    for _, piece in sampled_chunks(tokens, sample):
+        counts += np.bincount(piece, minlength=vocab_size)[:vocab_size]
     counts[never_predicted] = 0
     log_p = np.log((counts + 0.5) / (counts + 0.5).sum())
     return torch.from_numpy(log_p - log_p.mean()).float()
 
 
-def fitted_seq_len(tokens: np.ndarray, sep_id: int, longest: int, sample: int = 50_000_000) -> int:
+def fitted_seq_len(tokens: np.ndarray, sep_id: int, longest: int, sample: int = SAMPLE_TOKENS) -> int:
     """The shortest row of ROW_LENGTHS that holds 95% of the documents whole ([CLS], its tokens, [SEP]), at most
     `longest` (from the first `sample` tokens).
 
@@ -104,9 +113,7 @@ def fitted_seq_len(tokens: np.ndarray, sep_id: int, longest: int, sample: int = 
     With short documents (questions, phrases) shorter rows learn faster per second: 15 minutes of `mini`, TREC
     13.3k tokens/s against 12.0k, SST-2 11.2k against 9.4k and a held-out MLM loss of 5.86 against 6.38; the
     classifiers came out level (README, "Pretraining recipe")."""
-    ends, chunk = [], 1 << 22
-    for start in range(0, min(len(tokens), sample), chunk):
-        ends.append(start + np.flatnonzero(np.asarray(tokens[start:min(start + chunk, sample)]) == sep_id))
+    ends = [start + np.flatnonzero(piece == sep_id) for start, piece in sampled_chunks(tokens, sample)]
     ends = np.concatenate(ends) if ends else np.empty(0, dtype=np.int64)
     if not len(ends):
         return min(ROW_LENGTHS[-1], longest)
