@@ -119,3 +119,27 @@ def test_finetune_with_windows_is_remembered_by_eval(capsys, trained, tmp_path):
     with pytest.raises(SystemExit) as done:
         main(["eval", str(tmp_path / "clf"), str(data), "--json"])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] == 60
+
+
+def test_a_max_pooled_classifier_is_saved_reloaded_and_scored_as_it_was_validated(trained, tmp_path):
+    import csv
+    import json
+
+    from tinylm.checkpoint import load_checkpoint
+    from tinylm.config import FinetuneConfig, RunOptions
+    from tinylm.evaluate import predict_proba
+    from tinylm.finetune import finetune
+
+    val = trained / "train.csv"
+    finetune(trained / "train.csv", trained / "base", tmp_path / "clf",
+             FinetuneConfig(epochs=2, batch_size=8, seq_len=32, pooling="max"), val_path=val,
+             run=RunOptions(quiet=True))
+    model, tokenizer, meta = load_checkpoint(tmp_path / "clf", expect_kind="classifier")
+    assert model.pooling == "max" and meta["classifier_pooling"] == "max" and model.bert.pooler is None
+    with open(val, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    label2id = {label: i for i, label in meta["id2label"].items()}
+    predicted = predict_proba(model, tokenizer, [r["text"] for r in rows], 32).argmax(1).tolist()
+    rescored = sum(p == label2id[r["label"]] for p, r in zip(predicted, rows)) / len(rows)
+    records = [json.loads(line) for line in (tmp_path / "clf" / "metrics.jsonl").read_text().splitlines()]
+    assert rescored == pytest.approx(max(r["val_accuracy"] for r in records if "val_accuracy" in r))

@@ -28,7 +28,7 @@ def test_eager_and_sdpa_models_agree(kind, padded_batch):
     torch.testing.assert_close(fused, eager, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("pooling", ["cls", "mean"])
+@pytest.mark.parametrize("pooling", ["cls", "mean", "max"])
 def test_padding_does_not_change_the_real_tokens(pooling, padded_batch):
     torch.manual_seed(0)
     model = BertForSequenceClassification(tiny_config(), 3, pooling=pooling).eval()
@@ -40,14 +40,17 @@ def test_padding_does_not_change_the_real_tokens(pooling, padded_batch):
         torch.testing.assert_close(batched[i:i + 1], alone, atol=1e-5, rtol=1e-5)
 
 
-def test_mean_pooling_averages_the_real_tokens_only(padded_batch):
+@pytest.mark.parametrize("pooling, reduce", [("mean", lambda h: h.mean(0)), ("max", lambda h: h.amax(0))])
+def test_pooling_reads_the_real_tokens_only(pooling, reduce, padded_batch):
     torch.manual_seed(0)
-    model = BertForSequenceClassification(tiny_config(), 3, pooling="mean").eval()
+    model = BertForSequenceClassification(tiny_config(), 3, pooling=pooling).eval()
     input_ids, attention_mask, _ = padded_batch
     assert model.bert.pooler is None
     hidden, _ = model.bert(input_ids, attention_mask)
     n = int(attention_mask[1].sum())
-    expected = model.classifier(hidden[1, :n].mean(0))
+    assert n < input_ids.shape[1]  # the row has padding, whose states must not count
+    assert not torch.equal(reduce(hidden[1]), reduce(hidden[1, :n]))
+    expected = model.classifier(reduce(hidden[1, :n]))
     torch.testing.assert_close(model(input_ids, attention_mask)[1], expected)
 
 

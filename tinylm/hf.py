@@ -61,7 +61,7 @@ def export_hf(ckpt_dir: Path, out_dir: Path, overwrite: bool = False) -> dict:
     kind = model_kind(model)
     if kind == "classifier" and model.pooling != "cls":
         raise TinyLMError(
-            f"{ckpt_dir} is a classifier with pooling {model.pooling!r} (the mean of the token states), which "
+            f"{ckpt_dir} is a classifier with pooling {model.pooling!r} (of the token states), which "
             "transformers' BertForSequenceClassification cannot express: it always classifies the [CLS] state "
             "through the pooler. Fine-tune with `tinylm finetune ... --pooling cls` for an exportable classifier "
             "(base checkpoints export as they are)")

@@ -14,7 +14,7 @@ from torch import nn
 
 from tinylm.config import BertConfig
 
-POOLINGS = ("cls", "mean")
+POOLINGS = ("cls", "mean", "max")
 
 
 def scaled_dot_product_attention(q, k, v, additive_mask=None, dropout_p: float = 0.0, training: bool = False):
@@ -189,6 +189,14 @@ def mean_pool(hidden_states, attention_mask=None):
     return (hidden_states * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1.0)
 
 
+def max_pool(hidden_states, attention_mask=None):
+    """The element-wise maximum over the real tokens' states (B, T, H) -> (B, H)."""
+    if attention_mask is None:
+        return hidden_states.amax(dim=1)
+    padding = (attention_mask == 0).unsqueeze(-1)  # (B, T, 1)
+    return hidden_states.masked_fill(padding, torch.finfo(hidden_states.dtype).min).amax(dim=1)
+
+
 class BertModel(nn.Module):
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
         super().__init__()
@@ -314,6 +322,8 @@ class BertForSequenceClassification(BertPreTrainedModel):
     pooling="mean" feeds the classifier the mean of the token states and has no pooler. It trains far faster
     from a briefly pretrained or random encoder: [CLS] must first learn to attend to the words that matter,
     while the mean starts out as a bag of contextual words (as in Sentence-BERT, Reimers & Gurevych, 2019).
+    pooling="max" takes each feature's maximum over the tokens (max-over-time, as in Kim's 2014 CNN): one
+    strong word is not diluted by the rest of the document, which suits short texts decided by a few words.
     """
 
     def __init__(self, config: BertConfig, num_labels: int, pooling: str = "cls"):
@@ -333,6 +343,8 @@ class BertForSequenceClassification(BertPreTrainedModel):
         hidden, pooled = self.bert(input_ids, attention_mask, token_type_ids)
         if self.pooling == "mean":
             pooled = mean_pool(hidden, attention_mask)
+        elif self.pooling == "max":
+            pooled = max_pool(hidden, attention_mask)
         logits = self.classifier(self.dropout(pooled))
         if labels is None:
             return logits
