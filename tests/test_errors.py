@@ -161,6 +161,9 @@ CASES = {
     "pretrain held out all": (lambda t, k: ["pretrain", k / "train.csv", "--tokenizer", k / "tokenizer", "--out",
                                             t / "o", "--preset", "tiny", "--val-fraction", "1"],
                               "--val-fraction must be in [0, 1), got 1"),
+    "pretrain unknown embedding init": (lambda t, k: ["pretrain", k / "train.csv", "--tokenizer", k / "tokenizer",
+                                                      "--out", t / "o", "--preset", "tiny", "--embedding-init", "glove"],
+                                        "--embedding-init must be one of cooccurrence, random, got 'glove'"),
     "report eval of a base": (lambda t, k: (t / "m.json").write_text('{"kind": "mlm", "perplexity": 9.0}') and
                               ["report", k / "classifier", "--eval", t / "m.json"], "is not a classifier evaluation report"),
     "report bad confusion": (lambda t, k: (t / "eval.json").write_text('{"labels": ["a", "b"], "confusion": [[1, 2]]}')

@@ -6,7 +6,7 @@ import torch
 from conftest import tiny_config
 from tinylm.masking import mask_tokens
 from tinylm.model import BertForMaskedLM
-from tinylm.pretrain import unigram_log_prior
+from tinylm.pretrain import cooccurrence_embeddings, unigram_log_prior
 
 
 def test_masking_is_15_percent_and_80_10_10_over_many_draws():
@@ -78,3 +78,28 @@ def test_the_mlm_decoder_starts_at_the_unigram_prior():
     entropy = -(q * np.log(q)).sum()
     assert abs(uniform.item() - math.log(97)) < 0.1
     assert abs(started.item() - entropy) < 0.1, (started.item(), entropy)
+
+
+def test_cooccurrence_embeddings_place_words_used_alike_together():
+    rng = np.random.default_rng(0)
+    animals, fruits = np.arange(10, 20), np.arange(30, 40)
+    sentences = []  # "the <animal> sat" and "we eat <fruit>", in random order, [SEP] (3) between them
+    for _ in range(4000):
+        sentences.append([5, rng.choice(animals), 6, 3] if rng.random() < 0.5 else [7, 8, rng.choice(fruits), 3])
+    stream = np.concatenate(sentences).astype(np.uint16)
+    torch.manual_seed(0)
+    initial = torch.randn(97, 16) * 0.02
+    specials = [0, 1, 2, 3, 4]
+    vectors = cooccurrence_embeddings(stream, initial, specials)
+    unit = torch.nn.functional.normalize(vectors, dim=1)
+
+    def mean_cosine(a, b):
+        return (unit[a] @ unit[b].T).mean().item()
+
+    within = (mean_cosine(animals, animals) + mean_cosine(fruits, fruits)) / 2
+    assert within > 0.9 and mean_cosine(animals, fruits) < 0.2
+    unseen = [i for i in range(97) if i not in set(stream.tolist())]
+    assert torch.equal(vectors[specials], initial[specials]) and torch.equal(vectors[unseen], initial[unseen])
+    seen = sorted(set(stream.tolist()) - set(specials))
+    assert abs(vectors[seen].std().item() - initial.std().item()) < 0.005  # the initialiser's scale
+    assert torch.equal(cooccurrence_embeddings(stream[:1], initial, specials), initial)  # nothing to count

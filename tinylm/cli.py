@@ -125,6 +125,8 @@ def pretrain(
                                                    "32/64/128 that holds 95% of the documents whole).")] = None,
     mlm_probability: Annotated[Optional[float], typer.Option(help="Share of tokens masked and predicted "
                                                              "(default 0.3).")] = None,
+    embedding_init: Annotated[Optional[str], typer.Option(help="cooccurrence (word vectors from the corpus's "
+                                                          "co-occurrence counts; default) or random.")] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="Share of the rows held out to log the MLM loss on "
                                                           "unseen text (default 0.05, at most 256 rows; 0: none).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
@@ -158,7 +160,7 @@ def pretrain(
         raise TinyLMError("give --max-steps or --epochs, not both")
     flags = dict(max_steps=max_steps, epochs=epochs, max_minutes=max_minutes, batch_size=batch_size,
                  grad_accum=grad_accum, lr=lr, seq_len=seq_len, mlm_probability=mlm_probability,
-                 val_fraction=val_fraction, seed=seed, text_column=text_column)
+                 embedding_init=embedding_init, val_fraction=val_fraction, seed=seed, text_column=text_column)
     model_config, cfg = resolve_pretrain(preset, config, flags)
     if print_config:
         print(to_toml({"model": model_config, "train": cfg}), end="")

@@ -72,6 +72,9 @@ class PretrainConfig:
     # BERT masked 15%; at a budget of a few thousand steps twice the predictions per step learn faster (Wettig et
     # al., 2022, "Should You Mask 15% in Masked Language Modeling?"). TREC/AG News/SST-2 probe: see README.
     mlm_probability: float = 0.3
+    # "cooccurrence": word embeddings start as PPMI + SVD vectors of the corpus (pretrain.cooccurrence_embeddings),
+    # so that words used alike start alike; "random": BERT's N(0, 0.02)
+    embedding_init: str = "cooccurrence"
     # Rows held out of training (at most 256) and scored every val_every steps: the MLM loss on text the model has
     # not seen, next to the training loss on text it has. A small corpus seen for many epochs is memorised.
     val_fraction: float = 0.05

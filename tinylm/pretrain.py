@@ -31,6 +31,10 @@ BUDGET_LIMIT = 10**9  # steps, when only a time budget bounds the run
 ROW_LENGTHS = (32, 64, 128)  # the row lengths --seq-len is fitted from
 ROW_TOKENS = 4096  # tokens in a batch when --batch-size is not given: 32 rows of 128, 128 rows of 32
 SAMPLE_TOKENS = 50_000_000  # the corpus statistics (unigram prior, row length) read at most this many tokens
+COOCCURRENCE_TOKENS = 5_000_000  # the word vectors read at most this many tokens (seconds; the frequent words)
+COOCCURRENCE_WINDOW = 4  # tokens either side
+COOCCURRENCE_RANK = 128  # at most: the SVD's cost grows with it, and wider embeddings get a rotation of these
+EMBEDDING_INITS = ("cooccurrence", "random")
 HELD_OUT_ROWS = 256  # at most: enough for a steady loss (~10k predictions), a second or so to score on a CPU
 
 
@@ -102,6 +106,59 @@ def unigram_log_prior(tokens: np.ndarray, vocab_size: int, never_predicted: list
     counts[never_predicted] = 0
     log_p = np.log((counts + 0.5) / (counts + 0.5).sum())
     return torch.from_numpy(log_p - log_p.mean()).float()
+
+
+def cooccurrence_embeddings(tokens: np.ndarray, initial: torch.Tensor, specials: list[int],
+                            window: int = COOCCURRENCE_WINDOW, sample: int = COOCCURRENCE_TOKENS) -> torch.Tensor:
+    """Word embeddings from the corpus's co-occurrence counts: the positive pointwise mutual information of tokens
+    within `window` of each other (weighted 1/distance, contexts smoothed to the power 0.75), reduced to the
+    embedding width by a truncated SVD (Levy, Goldberg & Dagan, 2015).
+
+    Seconds of counting give every token a vector that places it near the tokens used like it ("dull" beside
+    "boring" and "pretentious"), the knowledge that fifteen minutes of MLM only begins to learn. Rows of the
+    `specials` (not counted: [SEP] and [CLS] sit between documents) and of tokens absent from the sample keep
+    `initial`; the others are scaled to its standard deviation, the scale the embedding LayerNorm and the tied
+    decoder are initialised for."""
+    vocab_size, dim = initial.shape
+    pairs, weights = [], []
+    for _, piece in sampled_chunks(tokens, sample):
+        piece = piece.astype(np.int64)
+        for distance in range(1, window + 1):
+            left, right = piece[:-distance], piece[distance:]
+            keys, counts = np.unique(np.concatenate([left * vocab_size + right, right * vocab_size + left]),
+                                     return_counts=True)
+            pairs.append(keys)
+            weights.append(counts / distance)
+    if not pairs:
+        return initial
+    keys, index = np.unique(np.concatenate(pairs), return_inverse=True)
+    counts = np.bincount(index, weights=np.concatenate(weights))
+    rows, cols = keys // vocab_size, keys % vocab_size
+    keep = ~(np.isin(rows, specials) | np.isin(cols, specials))
+    rows, cols, counts = rows[keep], cols[keep], counts[keep]
+    word = np.bincount(rows, weights=counts, minlength=vocab_size)
+    context = np.bincount(cols, weights=counts, minlength=vocab_size) ** 0.75
+    pmi = np.log(counts / (word[rows] * context[cols] / context.sum()))
+    positive = pmi > 0
+    if not positive.any():
+        return initial
+    ppmi = torch.sparse_coo_tensor(np.stack([rows[positive], cols[positive]]), pmi[positive].astype(np.float32),
+                                   (vocab_size, vocab_size), check_invariants=True).coalesce()
+    rank = min(dim, vocab_size, COOCCURRENCE_RANK)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # summed in one order: the same vectors on every process, whatever its thread count
+    try:
+        u, s, _ = torch.svd_lowrank(ppmi, q=rank, niter=4)
+        vectors = u * s.sqrt()
+        if rank < dim:  # a random rotation into the embedding width keeps every inner product
+            vectors = vectors @ torch.linalg.qr(torch.randn(dim, rank)).Q.T
+    finally:
+        torch.set_num_threads(threads)
+    seen = torch.from_numpy(word > 0)
+    vectors = vectors[seen] - vectors[seen].mean(0)
+    embeddings = initial.clone()
+    embeddings[seen] = vectors * (initial.std() / vectors.std().clamp(min=1e-12))
+    return embeddings
 
 
 def fitted_seq_len(tokens: np.ndarray, sep_id: int, longest: int, sample: int = SAMPLE_TOKENS) -> int:
@@ -228,6 +285,8 @@ def _pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config
                          "log_every", "val_every"))
     if not 0 < cfg.mlm_probability < 1:
         raise TinyLMError(f"--mlm-probability must be in (0, 1), got {cfg.mlm_probability:g}")
+    if cfg.embedding_init not in EMBEDDING_INITS:
+        raise TinyLMError(f"--embedding-init must be one of {', '.join(EMBEDDING_INITS)}, got {cfg.embedding_init!r}")
     if not 0 <= cfg.val_fraction < 1:
         raise TinyLMError(f"--val-fraction must be in [0, 1), got {cfg.val_fraction:g} (0 holds nothing out)")
     tokenizer = load_tokenizer(tokenizer_dir)
@@ -274,8 +333,11 @@ def _pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config
     torch.manual_seed(cfg.seed)
     model = BertForMaskedLM(model_config)
     ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
-    with torch.no_grad():  # a resumed run loads its own bias over this
+    with torch.no_grad():  # a resumed run loads its own weights over these
         model.cls.predictions.bias.copy_(unigram_log_prior(shards.tokens, model_config.vocab_size, list(ids.values())))
+        if cfg.embedding_init == "cooccurrence":
+            embeddings = model.bert.embeddings.word_embeddings.weight
+            embeddings.copy_(cooccurrence_embeddings(shards.tokens, embeddings, list(ids.values())))
     batches = MLMBatches(rows, cfg.batch_size, cfg.seed, ids, model_config.vocab_size, cfg.mlm_probability,
                          world.layout(cfg.grad_accum))
     args = {"stage": "pretrain", "command": run.command, "data": [str(p) for p in data],
