@@ -192,7 +192,7 @@ def finetune(
     grad_accum: GradAccum = None,
     seq_len: Annotated[Optional[int], typer.Option(help="Longest document in tokens; longer ones are truncated.")] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="Share of TRAIN held out when --val is not given.")] = None,
-    pooling: Annotated[Optional[str], typer.Option(help="mean or max (of the token states; learn fast) or cls (BERT's [CLS] pooler).")] = None,
+    pooling: Annotated[Optional[str], typer.Option(help="max (default) or mean of the token states (both learn fast), or cls (BERT's [CLS] pooler).")] = None,
     class_weights: Annotated[Optional[str], typer.Option(help="none, or balanced: weigh each class in the loss by "
                                                          "n / (classes x its count), for imbalanced labels.")] = None,
     long_docs: Annotated[Optional[str], typer.Option(help="truncate: keep a long document's beginning; windows: read "

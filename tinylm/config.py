@@ -93,7 +93,7 @@ class FinetuneConfig:
     grad_accum: int = 1
     lr: float = 5e-4  # small encoders trained from scratch want more than BERT-base's 2e-5..1e-4
     seq_len: int | None = None  # None: 256, or the base model's max_position_embeddings if smaller
-    pooling: str = "mean"  # "mean" or "max" of the token states, or BERT's "cls"
+    pooling: str = "max"  # "max" or "mean" of the token states, or BERT's "cls"
     class_weights: str = "none"  # or "balanced": each class weighs n / (k * n_class) in the loss
     long_docs: str = "truncate"  # or "windows": read long documents in windows (mean of their probabilities)
     ema_decay: float = 0.995  # validate and keep a moving average of the weights (0: the last weights)
