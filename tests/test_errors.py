@@ -155,6 +155,8 @@ CASES = {
                                              "--ema-decay", "1"], "--ema-decay must be in [0, 1), got 1"),
     "finetune dropout one": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
                                            "--dropout", "1"], "--dropout must be in [0, 1), got 1"),
+    "finetune val-every zero": (lambda t, k: ["finetune", k / "train.csv", "--base", k / "base", "--out", t / "o",
+                                              "--val-every", "0"], "--val-every must be positive, got 0"),
     "pretrain masking none": (lambda t, k: ["pretrain", k / "train.csv", "--tokenizer", k / "tokenizer", "--out",
                                             t / "o", "--preset", "tiny", "--mlm-probability", "0"],
                               "--mlm-probability must be in (0, 1), got 0"),

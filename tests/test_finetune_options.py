@@ -121,25 +121,55 @@ def test_finetune_with_windows_is_remembered_by_eval(capsys, trained, tmp_path):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] == 60
 
 
-def test_a_max_pooled_classifier_is_saved_reloaded_and_scored_as_it_was_validated(trained, tmp_path):
+def rescore(folder, data) -> float:
+    """The saved classifier's accuracy on a labelled CSV, recomputed from the checkpoint."""
     import csv
-    import json
 
     from tinylm.checkpoint import load_checkpoint
-    from tinylm.config import FinetuneConfig, RunOptions
     from tinylm.evaluate import predict_proba
+
+    model, tokenizer, meta = load_checkpoint(folder, expect_kind="classifier")
+    with open(data, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    label2id = {label: i for i, label in meta["id2label"].items()}
+    predicted = predict_proba(model, tokenizer, [r["text"] for r in rows], 32).argmax(1).tolist()
+    return sum(p == label2id[r["label"]] for p, r in zip(predicted, rows)) / len(rows)
+
+
+def validations(folder) -> list[dict]:
+    import json
+
+    return [r for r in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines()) if "val_accuracy" in r]
+
+
+def test_a_max_pooled_classifier_is_saved_reloaded_and_scored_as_it_was_validated(trained, tmp_path):
+    from tinylm.checkpoint import load_checkpoint
+    from tinylm.config import FinetuneConfig, RunOptions
     from tinylm.finetune import finetune
 
     val = trained / "train.csv"
     finetune(trained / "train.csv", trained / "base", tmp_path / "clf",
              FinetuneConfig(epochs=2, batch_size=8, seq_len=32, pooling="max"), val_path=val,
              run=RunOptions(quiet=True))
-    model, tokenizer, meta = load_checkpoint(tmp_path / "clf", expect_kind="classifier")
+    model, _, meta = load_checkpoint(tmp_path / "clf", expect_kind="classifier")
     assert model.pooling == "max" and meta["classifier_pooling"] == "max" and model.bert.pooler is None
-    with open(val, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    label2id = {label: i for i, label in meta["id2label"].items()}
-    predicted = predict_proba(model, tokenizer, [r["text"] for r in rows], 32).argmax(1).tolist()
-    rescored = sum(p == label2id[r["label"]] for p, r in zip(predicted, rows)) / len(rows)
-    records = [json.loads(line) for line in (tmp_path / "clf" / "metrics.jsonl").read_text().splitlines()]
-    assert rescored == pytest.approx(max(r["val_accuracy"] for r in records if "val_accuracy" in r))
+    assert rescore(tmp_path / "clf", val) == pytest.approx(max(r["val_accuracy"] for r in validations(tmp_path / "clf")))
+
+
+def test_val_every_validates_inside_epochs_and_keeps_the_best_point(trained, tmp_path):
+    import json
+
+    from tinylm.config import FinetuneConfig, RunOptions
+    from tinylm.finetune import finetune
+
+    val = trained / "train.csv"  # 90 documents: 12 steps an epoch at batch 8
+    finetune(trained / "train.csv", trained / "base", tmp_path / "clf",
+             FinetuneConfig(epochs=2, batch_size=8, seq_len=32, val_every=5), val_path=val, run=RunOptions(quiet=True))
+    records = validations(tmp_path / "clf")
+    assert [r["step"] for r in records] == [5, 10, 12, 15, 20, 24]  # every 5 steps, and every epoch's end
+    assert [r["epoch"] for r in records] == [1, 1, 1, 2, 2, 2]
+    assert [r.get("epoch_fraction") for r in records] == [5 / 12, 10 / 12, None, 3 / 12, 8 / 12, None]
+    best = max(records, key=lambda r: r["val_accuracy"])  # the first of equals, as the run keeps it
+    saved = json.loads((tmp_path / "clf" / "training_args.json").read_text())["best"]
+    assert (saved["step"], saved["val_accuracy"]) == (best["step"], best["val_accuracy"])
+    assert rescore(tmp_path / "clf", val) == pytest.approx(best["val_accuracy"])

@@ -192,6 +192,8 @@ def finetune(
     grad_accum: GradAccum = None,
     seq_len: Annotated[Optional[int], typer.Option(help="Longest document in tokens; longer ones are truncated.")] = None,
     val_fraction: Annotated[Optional[float], typer.Option(help="Share of TRAIN held out when --val is not given.")] = None,
+    val_every: Annotated[Optional[int], typer.Option(help="Also validate every N steps inside an epoch (long epochs: "
+                                                     "the best point may lie inside one); default: epoch ends.")] = None,
     pooling: Annotated[Optional[str], typer.Option(help="max (default) or mean of the token states (both learn fast), or cls (BERT's [CLS] pooler).")] = None,
     class_weights: Annotated[Optional[str], typer.Option(help="none, or balanced: weigh each class in the loss by "
                                                          "n / (classes x its count), for imbalanced labels.")] = None,
@@ -228,7 +230,8 @@ def finetune(
     from tinylm.finetune import finetune as run
 
     flags = dict(epochs=epochs, max_minutes=max_minutes, class_weights=class_weights, long_docs=long_docs, lr=lr,
-                 batch_size=batch_size, grad_accum=grad_accum, seq_len=seq_len, val_fraction=val_fraction, seed=seed,
+                 batch_size=batch_size, grad_accum=grad_accum, seq_len=seq_len, val_fraction=val_fraction,
+                 val_every=val_every, seed=seed,
                  pooling=pooling, ema_decay=ema_decay, dropout=dropout, text_column=text_column,
                  label_column=label_column)
     cfg = resolve_finetune(config, flags)
@@ -243,7 +246,7 @@ def finetune(
     best = summary["best"]
     if rank() == 0:
         out.print(f"best validation accuracy {best['val_accuracy']:.4f} (macro-F1 {best['val_macro_f1']:.4f}) "
-                  f"at epoch {best['epoch']} -> {out_dir}")
+                  f"at epoch {best['epoch']} (step {best['step']:,}) -> {out_dir}")
 
 
 @app.command("eval")

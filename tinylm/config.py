@@ -103,6 +103,7 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     val_fraction: float = 0.1
+    val_every: int | None = None  # steps between validations inside an epoch (None: at every epoch's end only)
     text_column: str = "text"
     label_column: str = "label"
     log_every: int = 10

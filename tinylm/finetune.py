@@ -113,8 +113,8 @@ def scrub_records(records: list[Record], kinds: tuple[str, ...]) -> dict[str, in
 
 def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfig, val_path: Path | None = None,
              run: RunOptions | None = None) -> dict:
-    """Fine-tune the base encoder with a classification head; keep the epoch with the best validation accuracy
-    (of the weights' moving average, unless cfg.ema_decay is 0).
+    """Fine-tune the base encoder with a classification head; keep the epoch (or, with cfg.val_every, the point
+    inside one) with the best validation accuracy (of the weights' moving average, unless cfg.ema_decay is 0).
 
     A resumable checkpoint is saved at the end of every epoch (and as run.save_every / save_minutes ask).
     Under torchrun, every process runs this with the same arguments (see tinylm.distributed).
@@ -127,7 +127,7 @@ def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfi
 def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfig, val_path: Path | None,
               run: RunOptions, world: World) -> dict:
     encoding = run.encoding
-    check_positive(cfg, ("epochs", "max_minutes", "batch_size", "grad_accum", "lr", "seq_len", "log_every"))
+    check_positive(cfg, ("epochs", "max_minutes", "batch_size", "grad_accum", "lr", "seq_len", "log_every", "val_every"))
     if cfg.pooling not in POOLINGS:
         raise TinyLMError(f"--pooling must be one of {', '.join(POOLINGS)}, got {cfg.pooling!r}")
     if cfg.long_docs not in LONG_DOCS:
@@ -199,7 +199,7 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
                     scrub=scrub_record(scrub_kinds, scrub_counts), hashing_s=hashing_s)
     best = {"val_accuracy": -1.0}
 
-    def on_epoch_end(epoch: int, step: int) -> dict:
+    def validate(epoch: int, step: int) -> dict:
         figures = {"val_accuracy": 0.0, "val_macro_f1": 0.0}
         if world.is_main:  # the others wait: rank 0 validates and saves
             probs = predict_proba(model, tokenizer, [r.text for r in val_records], cfg.seq_len, device=dev,
@@ -209,7 +209,8 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
         figures = dict(zip(figures, world.all_sum(list(figures.values()))))  # rank 0's, known to all
         improved = figures["val_accuracy"] > best["val_accuracy"]
         done = step - (epoch - 1) * steps_per_epoch
-        part = "" if done == steps_per_epoch else f" ({done} of its {steps_per_epoch} steps, the budget's end)"
+        part = "" if done == steps_per_epoch else f" ({done} of its {steps_per_epoch} steps" + (
+            ", the budget's end)" if step == loop.max_steps else ")")
         console.print(f"epoch {epoch}{part}: val accuracy {figures['val_accuracy']:.4f}  macro-F1 "
                       f"{figures['val_macro_f1']:.4f}" + ("  [green]best, saved[/]" if improved else ""))
         if improved:
@@ -221,10 +222,11 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
 
     loop = loop_config(cfg, run, cfg.epochs * steps_per_epoch, resolved_precision, "finetune")
     loop.save_at_epoch_end, loop.step_multiple, loop.ema_decay = True, steps_per_epoch, cfg.ema_decay
+    loop.validate_every = cfg.val_every
     identity = {"inputs": [r["sha256"] for r in inputs], "base": parent_record(base_dir, "base")["sha256"],
                 "train": batch_identity(cfg, world), "precision": resolved_precision, "labels": labels}
     summary = train(model, batches, loop, log, dev, out_dir=Path(out_dir), run_args=identity, resume=run.resume,
-                    on_validate=on_epoch_end, stage_state=best, world=world)
+                    on_validate=validate, stage_state=best, world=world)
     if world.is_main:  # the run is complete: its best model is the hand-off
         shutil.rmtree(checkpoint_root(out_dir), ignore_errors=True)
     return {**summary, "best": best}
