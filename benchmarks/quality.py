@@ -3,6 +3,7 @@ tinylm without pretraining, and TF-IDF + logistic regression, on the same splits
 
     python benchmarks/quality.py                                   # 15 + 5 minutes per data set (about 2 h)
     python benchmarks/quality.py --datasets trec --pretrain-minutes 1 --finetune-minutes 1
+    python benchmarks/quality.py --datasets sst2 --seeds 3               # 3 fine-tuning runs per column
 
 For each data set in ../shared/datasets the tinylm CLI runs exactly as a user would: `tokenize` and `pretrain
 --max-minutes P` on the train texts (labels unused), `finetune --max-minutes F`, `eval` on the test file. The
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from statistics import mean
 from pathlib import Path
 
 from tinylm.checkpoint import METRICS_FILE
@@ -85,13 +87,17 @@ def run_dataset(name: str, args, work: Path, env: dict) -> dict:
     random_base(folder / "base", folder / "random")
     result = {"dataset": name}
     for column, base in (("tinylm", folder / "base"), ("no_pretraining", folder / "random")):
-        out = folder / f"clf-{column}"
-        tinylm("finetune", train, "--base", base, "--out", out, "--max-minutes", args.finetune_minutes,
-               "--epochs", args.max_epochs, "--overwrite", "-q", env=env)
-        report = json.loads(tinylm("eval", out, test, "--json", env=env))
-        best = json.loads((out / "training_args.json").read_text())["best"]
-        result[column] = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "best_epoch": best["epoch"],
-                          "epochs": epochs_run(out)}
+        runs = []
+        for seed in range(args.seeds):  # fine-tuning seeds: the same base, another split, order and dropout
+            out = folder / f"clf-{column}" if seed == 0 else folder / f"clf-{column}-seed{seed}"
+            tinylm("finetune", train, "--base", base, "--out", out, "--max-minutes", args.finetune_minutes,
+                   "--epochs", args.max_epochs, "--seed", seed, "--overwrite", "-q", env=env)
+            report = json.loads(tinylm("eval", out, test, "--json", env=env))
+            best = json.loads((out / "training_args.json").read_text())["best"]
+            runs.append({"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "best_epoch": best["epoch"],
+                         "epochs": epochs_run(out)})
+        result[column] = {"accuracy": mean(r["accuracy"] for r in runs), "macro_f1": mean(r["macro_f1"] for r in runs),
+                          **({"runs": runs} if len(runs) > 1 else runs[0])}
     result["pretraining"] = pretraining_facts(folder / "base")
     result["tfidf"] = None if args.no_tfidf else tfidf(train, test)
     result["seconds"] = time.perf_counter() - start
@@ -115,7 +121,12 @@ def pretraining_facts(folder: Path) -> dict:
 
 
 def cell(figures: dict | None) -> str:
-    return f"{figures['accuracy']:.3f} / {figures['macro_f1']:.3f}" if figures else "-"
+    """accuracy / macro-F1, and with several fine-tuning seeds the accuracies' range."""
+    if not figures:
+        return "-"
+    spread = [r["accuracy"] for r in figures.get("runs", [])]
+    return f"{figures['accuracy']:.3f} / {figures['macro_f1']:.3f}" + (
+        f" ({min(spread):.3f}-{max(spread):.3f})" if spread else "")
 
 
 def main(argv=None):
@@ -124,6 +135,8 @@ def main(argv=None):
     parser.add_argument("--pretrain-minutes", type=float, default=15)
     parser.add_argument("--finetune-minutes", type=float, default=5)
     parser.add_argument("--max-epochs", type=int, default=100, help="fine-tuning epochs if the budget allows")
+    parser.add_argument("--seeds", type=int, default=1, help="fine-tuning runs per column (seeds 0..N-1): their mean, "
+                        "and the range of their accuracies")
     parser.add_argument("--preset", default="mini", help="the model size for a 15-minute CPU budget (README)")
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench-quality")
@@ -134,14 +147,15 @@ def main(argv=None):
     results = []
     print(f"budgets: pretrain {args.pretrain_minutes:g} min, finetune {args.finetune_minutes:g} min; "
           f"preset {args.preset}; accuracy / macro-F1 on the test split", flush=True)
-    print(f"{'data set':14} {'tinylm':>15} {'no pretraining':>15} {'TF-IDF + LR':>15}", flush=True)
+    width = 15 if args.seeds == 1 else 29
+    print(f"{'data set':14} {'tinylm':>{width}} {'no pretraining':>{width}} {'TF-IDF + LR':>15}", flush=True)
     for name in args.datasets.split(","):
         if name not in SPLITS:
             sys.exit(f"unknown data set {name!r}; choose from {', '.join(SPLITS)}")
         result = run_dataset(name, args, args.workdir, env)
         results.append(result)
         facts = result["pretraining"]
-        print(f"{name:14} {cell(result['tinylm']):>15} {cell(result['no_pretraining']):>15} "
+        print(f"{name:14} {cell(result['tinylm']):>{width}} {cell(result['no_pretraining']):>{width}} "
               f"{cell(result['tfidf']):>15}   (pretraining {facts['steps']:,} steps, {facts['tokens']:,} tokens, "
               f"MLM loss {facts['final_loss']:.2f}, held out {facts['held_out_loss'] or float('nan'):.2f}; "
               f"{result['seconds'] / 60:.0f} min)", flush=True)
