@@ -145,6 +145,37 @@ def run_one(dataset: str, variant: str, splits: dict, args) -> dict:
             "per_epoch": [round(r["val_accuracy"], 4) for r in validated]}
 
 
+def pool(commands: list[list[str]], workers: int, log: Path | None = None) -> list[dict]:
+    """Run the commands, `workers` at a time (one thread each when several), and gather the JSON lines they print."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1" if workers > 1 else os.environ.get("OMP_NUM_THREADS", "2")}
+    results, running = [], []
+    while commands or running:
+        while commands and len(running) < workers:
+            cmd = commands.pop(0)
+            running.append((cmd, subprocess.Popen(cmd, env=env, text=True, stdout=subprocess.PIPE,
+                                                  stderr=subprocess.PIPE)))
+        time.sleep(0.5)
+        for cmd, proc in [r for r in running if r[1].poll() is not None]:
+            running.remove((cmd, proc))
+            out, err = proc.communicate()
+            if proc.returncode:
+                print(f"{' '.join(cmd[2:])} failed: {err.strip().splitlines()[-3:]}", flush=True)
+                continue
+            for line in out.strip().splitlines():
+                if line.startswith("{"):
+                    results.append(emit(json.loads(line), log))
+    return results
+
+
+def emit(record: dict, log: Path | None) -> dict:
+    """Print a run's record, and append it to the log file as soon as it is known (a cut-off probe keeps it)."""
+    print(json.dumps(record), flush=True)
+    if log:
+        with open(log, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    return record
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default="agnews,trec,sst2")
@@ -161,32 +192,14 @@ def main():
     if args.one:
         dataset, variant = args.one.split(":")
         splits = json.loads((args.work / "splits.json").read_text())
-        record = run_one(dataset, variant, splits, args)
-        print(json.dumps(record), flush=True)
-        if args.json:
-            with open(args.json, "a") as f:
-                f.write(json.dumps(record) + "\n")
+        emit(run_one(dataset, variant, splits, args), args.json)
         return
     datasets, variants = args.datasets.split(","), args.variants.split(",")
     (args.work / "splits.json").write_text(json.dumps(prepare(datasets, args.work)))
-    jobs = [f"{d}:{v}" for v in variants for d in datasets]
-    results, running = [], []
-    env = {**os.environ, "OMP_NUM_THREADS": "1" if args.workers > 1 else os.environ.get("OMP_NUM_THREADS", "2")}
-    while jobs or running:
-        while jobs and len(running) < args.workers:
-            job = jobs.pop(0)
-            cmd = [sys.executable, __file__, "--one", job, "--steps", str(args.steps), "--device", args.device,
-                   "--work", str(args.work)] + (["--json", str(args.json)] if args.json else [])
-            running.append((job, subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                                  text=True)))
-        time.sleep(0.5)
-        for job, proc in [r for r in running if r[1].poll() is not None]:
-            running.remove((job, proc))
-            out, err = proc.communicate()
-            if proc.returncode:
-                print(f"{job} failed: {err.strip().splitlines()[-1:]}", flush=True)
-                continue
-            results.append(json.loads(out.strip().splitlines()[-1]))
+    jobs = [[sys.executable, __file__, "--one", f"{d}:{v}", "--steps", str(args.steps), "--device", args.device,
+             "--work", str(args.work)] + (["--json", str(args.json)] if args.json else [])
+            for v in variants for d in datasets]
+    results = pool(jobs, args.workers)  # each child logs its own record
     print(f"\nvalidation accuracy (final MLM loss), {args.steps} pretraining steps of `mini`, fp32 on {args.device}")
     print(f"{'variant':18s}" + "".join(f"{d:>18s}" for d in datasets) + "     mean")
     for variant in variants:
