@@ -21,8 +21,8 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from statistics import mean
 from pathlib import Path
+from statistics import mean
 
 from tinylm.checkpoint import METRICS_FILE
 from tinylm.report import read_metrics

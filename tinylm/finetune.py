@@ -222,7 +222,6 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
 
     loop = loop_config(cfg, run, cfg.epochs * steps_per_epoch, resolved_precision, "finetune")
     loop.save_at_epoch_end, loop.step_multiple, loop.ema_decay = True, steps_per_epoch, cfg.ema_decay
-    loop.validate_every = cfg.val_every
     identity = {"inputs": [r["sha256"] for r in inputs], "base": parent_record(base_dir, "base")["sha256"],
                 "train": batch_identity(cfg, world), "precision": resolved_precision, "labels": labels}
     summary = train(model, batches, loop, log, dev, out_dir=Path(out_dir), run_args=identity, resume=run.resume,

@@ -263,7 +263,7 @@ def loop_config(cfg, run: RunOptions, max_steps: int, precision: str, descriptio
                       grad_clip=cfg.grad_clip, log_every=cfg.log_every, precision=precision,
                       description=description, quiet=run.quiet, save_every=run.save_every,
                       save_minutes=run.save_minutes, keep_checkpoints=run.keep_checkpoints, on_nan=run.on_nan,
-                      compile=run.compile, max_minutes=cfg.max_minutes)
+                      compile=run.compile, max_minutes=cfg.max_minutes, validate_every=cfg.val_every)
 
 
 def pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config: BertConfig, cfg: PretrainConfig,
@@ -346,7 +346,6 @@ def _pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config
     identity = {"inputs": [r["sha256"] for r in inputs], "tokens": key, "model": asdict(model_config),
                 "train": batch_identity(cfg, world), "precision": precision}
     loop = loop_config(cfg, run, cfg.max_steps, precision, "pretrain")
-    loop.validate_every = cfg.val_every
     validate = held_out_validation(model, held_out, ids, model_config.vocab_size, cfg, world) if len(held_out) else None
     summary = train(model, batches, loop, log, dev, out_dir=Path(out_dir), run_args=identity, resume=run.resume,
                     on_validate=validate, world=world)
