@@ -4,11 +4,14 @@ tinylm without pretraining, and TF-IDF + logistic regression, on the same splits
     python benchmarks/quality.py                                   # 15 + 5 minutes per data set (about 2 h)
     python benchmarks/quality.py --datasets trec --pretrain-minutes 1 --finetune-minutes 1
     python benchmarks/quality.py --datasets sst2 --seeds 3               # 3 fine-tuning runs per column
+    python benchmarks/quality.py --datasets agnews --labelled 1000       # few labels, all texts pretrained on
 
 For each data set in ../shared/datasets the tinylm CLI runs exactly as a user would: `tokenize` and `pretrain
 --max-minutes P` on the train texts (labels unused), `finetune --max-minutes F`, `eval` on the test file. The
-no-pretraining column fine-tunes the same model from random weights with the same budget. TF-IDF (word 1-2-grams
-+ char 2-5-grams) + logistic regression (C=10) needs scikit-learn (`pip install 'tinylm[bench]'`).
+no-pretraining column fine-tunes the same model from random weights with the same budget. `--labelled N` keeps
+the labels of a stratified sample of N train documents only (fine-tuning and TF-IDF see those; pretraining still
+reads every train text): the setting of a company with many documents and few of them labelled. TF-IDF (word
+1-2-grams + char 2-5-grams) + logistic regression (C=10) needs scikit-learn (`pip install 'tinylm[bench]'`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import csv
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -60,6 +64,29 @@ def read_csv(path: Path) -> tuple[list[str], list[str]]:
     return [r["text"] for r in rows], [r["label"] for r in rows]
 
 
+def labelled_sample(train: Path, n: int, out: Path, seed: int = 0) -> Path:
+    """A stratified sample of n rows of train (each class in proportion, at least one row each), written as CSV."""
+    with open(train, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if n >= len(rows):
+        return train
+    by_label: dict[str, list[dict]] = {}
+    for row in rows:
+        by_label.setdefault(row["label"], []).append(row)
+    rng = random.Random(seed)
+    sample = []
+    for label in sorted(by_label):
+        members = by_label[label]
+        sample += rng.sample(members, max(1, round(n * len(members) / len(rows))))
+    rng.shuffle(sample)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "label"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(sample)
+    return out
+
+
 def tfidf(train: Path, test: Path) -> dict | None:
     try:
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -81,16 +108,17 @@ def run_dataset(name: str, args, work: Path, env: dict) -> dict:
     train, test = (SHARED / name / f for f in SPLITS[name])
     folder = work / name
     start = time.perf_counter()
+    labelled = labelled_sample(train, args.labelled, folder / "labelled.csv") if args.labelled else train
     tinylm("tokenize", train, "--out", folder / "tok", "--vocab-size", args.vocab_size, env=env)
     tinylm("pretrain", train, "--tokenizer", folder / "tok", "--out", folder / "base", "--preset", args.preset,
            "--max-minutes", args.pretrain_minutes, "--overwrite", "-q", env=env)
     random_base(folder / "base", folder / "random")
-    result = {"dataset": name}
+    result = {"dataset": name, "labelled": sum(1 for _ in read_csv(labelled)[1])}
     for column, base in (("tinylm", folder / "base"), ("no_pretraining", folder / "random")):
         runs = []
         for seed in range(args.seeds):  # fine-tuning seeds: the same base, another split, order and dropout
             out = folder / f"clf-{column}" if seed == 0 else folder / f"clf-{column}-seed{seed}"
-            tinylm("finetune", train, "--base", base, "--out", out, "--max-minutes", args.finetune_minutes,
+            tinylm("finetune", labelled, "--base", base, "--out", out, "--max-minutes", args.finetune_minutes,
                    "--epochs", args.max_epochs, "--seed", seed, "--overwrite", "-q", env=env)
             report = json.loads(tinylm("eval", out, test, "--json", env=env))
             best = json.loads((out / "training_args.json").read_text())["best"]
@@ -99,7 +127,7 @@ def run_dataset(name: str, args, work: Path, env: dict) -> dict:
         result[column] = {"accuracy": mean(r["accuracy"] for r in runs), "macro_f1": mean(r["macro_f1"] for r in runs),
                           **({"runs": runs} if len(runs) > 1 else runs[0])}
     result["pretraining"] = pretraining_facts(folder / "base")
-    result["tfidf"] = None if args.no_tfidf else tfidf(train, test)
+    result["tfidf"] = None if args.no_tfidf else tfidf(labelled, test)
     result["seconds"] = time.perf_counter() - start
     return result
 
@@ -139,6 +167,8 @@ def main(argv=None):
                         "and the range of their accuracies")
     parser.add_argument("--preset", default="mini", help="the model size for a 15-minute CPU budget (README)")
     parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--labelled", type=int, help="keep the labels of a stratified sample of this many train "
+                        "documents (fine-tuning and TF-IDF); pretraining still reads every train text")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench-quality")
     parser.add_argument("--no-tfidf", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -146,7 +176,8 @@ def main(argv=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     results = []
     print(f"budgets: pretrain {args.pretrain_minutes:g} min, finetune {args.finetune_minutes:g} min; "
-          f"preset {args.preset}; accuracy / macro-F1 on the test split", flush=True)
+          f"preset {args.preset}; accuracy / macro-F1 on the test split"
+          + (f"; labels of {args.labelled:,} train documents" if args.labelled else ""), flush=True)
     width = 15 if args.seeds == 1 else 29
     print(f"{'data set':14} {'tinylm':>{width}} {'no pretraining':>{width}} {'TF-IDF + LR':>15}", flush=True)
     for name in args.datasets.split(","):
