@@ -65,7 +65,7 @@ def read_csv(path: Path) -> tuple[list[str], list[str]]:
 
 
 def labelled_sample(train: Path, n: int, out: Path, seed: int = 0) -> Path:
-    """A stratified sample of n rows of train (each class in proportion, at least one row each), written as CSV."""
+    """A stratified sample of n rows of train (each class in its share, at least one row each), written as CSV."""
     with open(train, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if n >= len(rows):
@@ -73,11 +73,17 @@ def labelled_sample(train: Path, n: int, out: Path, seed: int = 0) -> Path:
     by_label: dict[str, list[dict]] = {}
     for row in rows:
         by_label.setdefault(row["label"], []).append(row)
+    labels = sorted(by_label)
+    share = {label: n * len(by_label[label]) / len(rows) for label in labels}
+    quota = {label: max(1, int(share[label])) for label in labels}
+    # exactly n in all: the rows left over go to the largest remainders, or are taken from the largest classes
+    for label in sorted(labels, key=lambda label: share[label] - int(share[label]), reverse=True):
+        if sum(quota.values()) < n and quota[label] < len(by_label[label]):
+            quota[label] += 1
+    while sum(quota.values()) > n and max(quota.values()) > 1:
+        quota[max(labels, key=quota.get)] -= 1
     rng = random.Random(seed)
-    sample = []
-    for label in sorted(by_label):
-        members = by_label[label]
-        sample += rng.sample(members, max(1, round(n * len(members) / len(rows))))
+    sample = [row for label in labels for row in rng.sample(by_label[label], quota[label])]
     rng.shuffle(sample)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="", encoding="utf-8") as f:

@@ -1,23 +1,57 @@
 """The quality benchmark's quick version: the real CLI pipeline on TREC under tiny budgets."""
 
+import csv
 import importlib.util
+import json
+from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, SHARED
 
 
-@pytest.mark.skipif(not (SHARED / "trec").is_dir(), reason="../shared/datasets is not here")
-def test_quality_benchmark_runs_all_columns_on_a_budget(tmp_path):
+def load_quality():
     spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
     quality = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quality)
+    return quality
+
+
+def test_labelled_sample_is_stratified_and_repeatable(tmp_path):
+    quality = load_quality()
+    rows = [(f"doc {i}", "rare" if i % 10 == 0 else "common") for i in range(1000)]
+    train = tmp_path / "train.csv"
+    with open(train, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+    first = quality.labelled_sample(train, 50, tmp_path / "a.csv")
+    texts, labels = quality.read_csv(first)
+    assert Counter(labels) == {"common": 45, "rare": 5}  # each class in its share of train
+    assert len(set(texts)) == 50 and set(texts) <= {text for text, _ in rows}
+    assert all(dict(rows)[text] == label for text, label in zip(texts, labels))  # rows keep their own labels
+    assert quality.read_csv(quality.labelled_sample(train, 50, tmp_path / "b.csv")) == (texts, labels)
+    assert Counter(quality.read_csv(quality.labelled_sample(train, 3, tmp_path / "c.csv"))[1])["rare"] == 1
+    for n in (7, 99, 101, 999):  # shares that do not round to whole rows still add up to n
+        assert len(quality.read_csv(quality.labelled_sample(train, n, tmp_path / f"n{n}.csv"))[1]) == n
+    assert quality.labelled_sample(train, 5000, tmp_path / "d.csv") == train  # asking for all of it: train itself
+
+
+@pytest.mark.skipif(not (SHARED / "trec").is_dir(), reason="../shared/datasets is not here")
+def test_quality_benchmark_runs_all_columns_on_a_budget(tmp_path):
+    quality = load_quality()
     (result,) = quality.main(["--datasets", "trec", "--pretrain-minutes", "0.1", "--finetune-minutes", "0.1",
-                              "--preset", "tiny", "--no-tfidf", "--workdir", str(tmp_path), "--seeds", "2"])
+                              "--preset", "tiny", "--no-tfidf", "--workdir", str(tmp_path), "--seeds", "2",
+                              "--labelled", "3000"])
     for column in ("tinylm", "no_pretraining"):
         assert 1 / 6 < result[column]["accuracy"] <= 1 and 0 < result[column]["macro_f1"] <= 1  # above chance
         runs = result[column]["runs"]  # two fine-tuning seeds from the same base, averaged
         assert len(runs) == 2 and result[column]["accuracy"] == pytest.approx((runs[0]["accuracy"] + runs[1]["accuracy"]) / 2)
     assert (tmp_path / "trec" / "clf-tinylm-seed1" / "model.safetensors").is_file()
     assert (tmp_path / "trec" / "random" / "model.safetensors").is_file()
+    # fine-tuning read the labels of 3,000 documents only; pretraining read all of train (5,452 questions)
+    assert result["labelled"] == 3000
+    args = json.loads((tmp_path / "trec" / "clf-tinylm" / "training_args.json").read_text())
+    assert args["train_data"] == str(tmp_path / "trec" / "labelled.csv")
+    base = json.loads((tmp_path / "trec" / "base" / "training_args.json").read_text())
+    assert [Path(path).resolve() for path in base["data"]] == [(SHARED / "trec" / "train.csv").resolve()]
     assert 0 < result["pretraining"]["held_out_loss"] < 12  # scored on rows held out of pretraining
