@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from quality import write_csv  # noqa: E402
 from recipe_probe import emit, pool  # noqa: E402
 SHARED = ROOT.parent / "shared" / "datasets"
 PRETRAIN_STEPS = {"sst2": 2230, "trec": 2832, "agnews": 2174}  # what 15 CPU minutes gave in the quality benchmark
@@ -56,13 +57,6 @@ VARIANTS = {
     "pt_bert": {"pretrain": {"mlm_probability": 0.15},
                 "model": {"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}},
 }
-
-
-def write_csv(path: Path, rows: list[dict]):
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, ["text", "label"])
-        writer.writeheader()
-        writer.writerows({"text": r["text"], "label": r["label"]} for r in rows)
 
 
 def prepare(work: Path, datasets: list[str]):

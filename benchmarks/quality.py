@@ -64,32 +64,35 @@ def read_csv(path: Path) -> tuple[list[str], list[str]]:
     return [r["text"] for r in rows], [r["label"] for r in rows]
 
 
+def write_csv(path: Path, rows: list[dict]):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, ["text", "label"])
+        writer.writeheader()
+        writer.writerows({"text": r["text"], "label": r["label"]} for r in rows)
+
+
 def labelled_sample(train: Path, n: int, out: Path, seed: int = 0) -> Path:
     """A stratified sample of n rows of train (each class in its share, at least one row each), written as CSV."""
-    with open(train, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if n >= len(rows):
+    texts, labels = read_csv(train)
+    if n >= len(labels):
         return train
-    by_label: dict[str, list[dict]] = {}
-    for row in rows:
-        by_label.setdefault(row["label"], []).append(row)
-    labels = sorted(by_label)
-    share = {label: n * len(by_label[label]) / len(rows) for label in labels}
-    quota = {label: max(1, int(share[label])) for label in labels}
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    classes = sorted(by_label)
+    share = {label: n * len(by_label[label]) / len(labels) for label in classes}
+    quota = {label: max(1, int(share[label])) for label in classes}
     # exactly n in all: the rows left over go to the largest remainders, or are taken from the largest classes
-    for label in sorted(labels, key=lambda label: share[label] - int(share[label]), reverse=True):
+    for label in sorted(classes, key=lambda label: share[label] - int(share[label]), reverse=True):
         if sum(quota.values()) < n and quota[label] < len(by_label[label]):
             quota[label] += 1
     while sum(quota.values()) > n and max(quota.values()) > 1:
-        quota[max(labels, key=quota.get)] -= 1
+        quota[max(classes, key=quota.get)] -= 1
     rng = random.Random(seed)
-    sample = [row for label in labels for row in rng.sample(by_label[label], quota[label])]
+    sample = [i for label in classes for i in rng.sample(by_label[label], quota[label])]
     rng.shuffle(sample)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["text", "label"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(sample)
+    write_csv(out, [{"text": texts[i], "label": labels[i]} for i in sample])
     return out
 
 
@@ -119,7 +122,7 @@ def run_dataset(name: str, args, work: Path, env: dict) -> dict:
     tinylm("pretrain", train, "--tokenizer", folder / "tok", "--out", folder / "base", "--preset", args.preset,
            "--max-minutes", args.pretrain_minutes, "--overwrite", "-q", env=env)
     random_base(folder / "base", folder / "random")
-    result = {"dataset": name, "labelled": sum(1 for _ in read_csv(labelled)[1])}
+    result = {"dataset": name, "labelled": len(read_csv(labelled)[1])}
     for column, base in (("tinylm", folder / "base"), ("no_pretraining", folder / "random")):
         runs = []
         for seed in range(args.seeds):  # fine-tuning seeds: the same base, another split, order and dropout
