@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -6,6 +9,8 @@ import pytest
 from tinylm.data import PackedRows, hold_out, pack_documents, read_records, read_texts
 from tinylm.errors import TinyLMError
 from tinylm.tokenizer import load_tokenizer, save_tokenizer, train_tokenizer
+
+from conftest import DATA
 
 
 def test_every_input_format(tmp_path):
@@ -58,6 +63,31 @@ def test_tokenizer_splits_digits_and_keeps_accents(tmp_path):
     assert ["2", "0", "2", "4"] == tokens[2:6]
     assert "müller" in tokens and "für" in tokens
     assert [tokenizer.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")] == [0, 1, 2, 3, 4]
+
+
+def test_wordpiece_merges_the_most_frequent_pair_first_and_breaks_ties_by_id():
+    from tinylm.tokenizer import learn_pieces
+
+    # Sennrich et al.'s example, worked by hand: (##e, ##s) and (##s, ##t) are both seen 9 times and the first has
+    # the smaller ids; then "##est" 9, "lo" 7 (before "##o ##w", also 7), "low" 7; then the 6s, 3s and 2s.
+    counts = {"low": 5, "lower": 2, "newest": 6, "widest": 3}
+    alphabet = ["[PAD]", *"deilnorstw", *(f"##{c}" for c in "deiorstw")]
+    merges = ["##es", "##est", "lo", "low", "ne", "##west", "newest", "wi", "##dest", "widest", "##er", "lower"]
+    assert learn_pieces(counts, vocab_size=100, min_frequency=2, specials=["[PAD]"]) == alphabet + merges
+    assert learn_pieces(counts, vocab_size=len(alphabet) + 2, min_frequency=2, specials=["[PAD]"]) == alphabet + merges[:2]
+    assert learn_pieces(counts, vocab_size=100, min_frequency=3, specials=["[PAD]"]) == alphabet + merges[:10]
+    assert learn_pieces(counts, vocab_size=100, min_frequency=7, specials=["[PAD]"]) == alphabet + merges[:4]
+
+
+def test_the_same_text_gives_the_same_tokenizer_in_every_process(tmp_path):
+    """tokenizers' own trainer numbers pieces in hash-map order and differs from run to run on this corpus."""
+    script = ("import sys; from tinylm.data import read_texts; from tinylm.tokenizer import train_tokenizer, save_tokenizer;"
+              f"save_tokenizer(train_tokenizer(read_texts({str(DATA / 'corpus.jsonl')!r})[:1500], vocab_size=1500), sys.argv[1])")
+    for seed in ("1", "2"):
+        (tmp_path / seed).mkdir()
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / seed)], check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed})
+    assert (tmp_path / "1" / "tokenizer.json").read_bytes() == (tmp_path / "2" / "tokenizer.json").read_bytes()
 
 
 def test_packing_fills_rows_and_separates_documents(tmp_path):

@@ -95,7 +95,7 @@ def tokenize(
     texts = read_texts(data, text_column, encoding)
     inputs, hashing_s = file_records(data)
     texts, counts = scrub_all(texts, kinds) if kinds else (texts, None)
-    tokenizer = train_tokenizer(texts, vocab_size, lowercase, min_frequency, length=len(texts),
+    tokenizer = train_tokenizer(texts, vocab_size, lowercase, min_frequency,
                                 extra_special=PLACEHOLDERS if kinds else [])
     out_dir.mkdir(parents=True, exist_ok=True)
     path = save_tokenizer(tokenizer, out_dir)

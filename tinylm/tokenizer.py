@@ -8,45 +8,130 @@ longer sequences for number-heavy text, which packing and the sequence length ab
 
 Accents are kept (strip_accents=False) even when lower-casing: in German "Müller" and "Muller", or "zählen"
 and "zahlen", are different words.
+
+The vocabulary is learnt here, not by `tokenizers`' WordPieceTrainer, which gives a different vocabulary on every
+run: it numbers the word-continuing pieces ("##x") in hash-map order and breaks ties between equally frequent
+pairs by those numbers (huggingface/tokenizers#1794), so everything trained after it differed from run to run.
+The algorithm is the trainer's own (WordPiece vocabularies are learnt by BPE merges, as in `tokenizers`), with
+every piece numbered in a fixed order, so the same text and options give the same tokenizer.json byte for byte.
 """
 
 from __future__ import annotations
 
+import heapq
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from tinylm.errors import TinyLMError
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]  # ids 0..4, [PAD] = 0 = BertConfig.pad_token_id
 TOKENIZER_FILE = "tokenizer.json"
+PREFIX = "##"  # marks a piece that continues a word
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, lowercase: bool = True,
-                    min_frequency: int = 2, length: int | None = None, extra_special: list[str] = ()) -> Tokenizer:
+                    min_frequency: int = 2, extra_special: list[str] = ()) -> Tokenizer:
     """extra_special (the PII placeholders) become single tokens after ours, never split nor learned from."""
     if vocab_size < len(SPECIAL_TOKENS) + 1:
         raise TinyLMError(f"--vocab-size must be at least {len(SPECIAL_TOKENS) + 1}, got {vocab_size}")
-    tokenizer = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix="##", max_input_chars_per_word=100))
+    tokenizer = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix=PREFIX, max_input_chars_per_word=100))
     tokenizer.normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=lowercase
     )
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Digits(individual_digits=True)]
     )
-    tokenizer.decoder = decoders.WordPiece(prefix="##")
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[*SPECIAL_TOKENS, *extra_special],
-        continuing_subword_prefix="##", show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer, length=length)
+    tokenizer.decoder = decoders.WordPiece(prefix=PREFIX)
+    specials = [*SPECIAL_TOKENS, *extra_special]
+    pieces = learn_pieces(count_words(tokenizer, texts), vocab_size, min_frequency, specials)
+    tokenizer.model = models.WordPiece({p: i for i, p in enumerate(pieces)}, unk_token=UNK,
+                                       continuing_subword_prefix=PREFIX, max_input_chars_per_word=100)
+    tokenizer.add_special_tokens(specials)
     cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{CLS} $A {SEP}", pair=f"{CLS} $A {SEP} $B:1 {SEP}:1", special_tokens=[(CLS, cls_id), (SEP, sep_id)]
     )
     return tokenizer
+
+
+def count_words(tokenizer: Tokenizer, texts: Iterable[str]) -> Counter:
+    """Each word's count, words cut as the tokenizer will cut them (its normaliser and pre-tokeniser)."""
+    normalize, pre_tokenize = tokenizer.normalizer.normalize_str, tokenizer.pre_tokenizer.pre_tokenize_str
+    counts = Counter()
+    for text in texts:
+        counts.update(word for word, _ in pre_tokenize(normalize(text)))
+    return counts
+
+
+def learn_pieces(word_counts: dict[str, int], vocab_size: int, min_frequency: int, specials: list[str]) -> list[str]:
+    """The WordPiece vocabulary, id by id: the special tokens, every character seen (alone and as "##c"), then
+    the most frequent adjacent pair of pieces merged into one, again and again, until vocab_size pieces or no pair
+    seen min_frequency times. Ties go to the pair whose pieces have the smaller ids, as in `tokenizers`; here the
+    characters are numbered by code point, so the result does not depend on hashing."""
+    pieces, ids = [], {}
+
+    def piece_id(piece: str) -> int:
+        if piece not in ids:
+            ids[piece] = len(pieces)
+            pieces.append(piece)
+        return ids[piece]
+
+    for piece in specials:
+        piece_id(piece)
+    for char in sorted({c for word in word_counts for c in word}):
+        piece_id(char)
+    for char in sorted({c for word in word_counts for c in word[1:]}):
+        piece_id(PREFIX + char)
+    words = [[ids[w[0]], *(ids[PREFIX + c] for c in w[1:])] for w in word_counts]
+    counts = list(word_counts.values())
+
+    pair_counts, where = defaultdict(int), defaultdict(set)
+    for i, (word, n) in enumerate(zip(words, counts)):
+        for pair in zip(word, word[1:]):
+            pair_counts[pair] += n
+            where[pair].add(i)
+    heap = [(-n, a, b) for (a, b), n in pair_counts.items()]
+    heapq.heapify(heap)
+    while heap and len(pieces) < vocab_size:
+        n, a, b = heapq.heappop(heap)
+        current = pair_counts.get((a, b), 0)
+        if -n != current:  # counts only fall while an entry waits; rises push a fresh entry
+            if current > 0:
+                heapq.heappush(heap, (-current, a, b))
+            continue
+        if current < max(min_frequency, 1):
+            break
+        right = pieces[b]
+        merged = piece_id(pieces[a] + (right[len(PREFIX):] if right.startswith(PREFIX) else right))
+        formed = set()
+        for i in where.pop((a, b)):
+            word, n = words[i], counts[i]
+            new, j = [], 0
+            while j < len(word):  # left to right, non-overlapping: "aaa" with (a, a) -> "aa a"
+                if j + 1 < len(word) and word[j] == a and word[j + 1] == b:
+                    new.append(merged)
+                    j += 2
+                else:
+                    new.append(word[j])
+                    j += 1
+            if len(new) == len(word):
+                continue  # merged away by an earlier pair since it was recorded here
+            for pair in zip(word, word[1:]):
+                pair_counts[pair] -= n
+            for pair in zip(new, new[1:]):
+                pair_counts[pair] += n
+                if merged in pair:
+                    where[pair].add(i)
+                    formed.add(pair)
+            words[i] = new
+        pair_counts.pop((a, b), None)
+        for pair in formed:  # the heap orders entries completely, so the order they go in does not matter
+            heapq.heappush(heap, (-pair_counts[pair], *pair))
+    return pieces
 
 
 def save_tokenizer(tokenizer: Tokenizer, directory: Path) -> Path:
