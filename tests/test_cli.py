@@ -29,7 +29,7 @@ def run_pipeline(capsys, tmp_path, train, test, corpus, pretrain_steps, epochs, 
         ["pretrain", *corpus, "--tokenizer", tmp_path / "tok", "--out", tmp_path / "base", "--preset", "tiny",
          "--max-steps", str(pretrain_steps), "--quiet"],
         ["finetune", train, "--base", tmp_path / "base", "--out", tmp_path / "clf", "--epochs", str(epochs),
-         "--lr", "2e-3", "--seq-len", str(seq_len), "--batch-size", "16", "--quiet"],
+         "--lr", "1e-3", "--seq-len", str(seq_len), "--batch-size", "16", "--quiet"],
     ):
         code, _, err = run_cli(capsys, *args)
         assert code in (0, None), err

@@ -48,6 +48,35 @@ def test_the_base_is_pretrained_without_dropout_and_fine_tuning_puts_it_back(tra
     assert dropouts(tmp_path / "clf") == (0.25, 0.25)
 
 
+def test_prior_loss_is_the_entropy_of_the_label_shares_as_the_loss_weighs_them():
+    import math
+
+    from tinylm.finetune import prior_loss
+
+    targets = [0] * 6 + [1] * 3 + [2]
+    assert prior_loss(targets, 3, None) == pytest.approx(-(0.6 * math.log(0.6) + 0.3 * math.log(0.3) + 0.1 * math.log(0.1)))
+    assert prior_loss(targets, 3, balanced_weights(targets, 3)) == pytest.approx(math.log(3))  # every class weighs alike
+    assert prior_loss([0, 0, 1, 1], 4, None) == pytest.approx(math.log(2))  # labels never seen add nothing
+
+
+def test_a_classifier_that_learns_nothing_from_the_text_is_called_out(trained, tmp_path, capsys):
+    """Every document is the same text, so no classifier can beat the label shares: the run says so. A run on the
+    real texts does not."""
+    from tinylm.config import FinetuneConfig, RunOptions
+    from tinylm.finetune import finetune
+
+    (tmp_path / "same.csv").write_text("text,label\n" + "".join(f"invoice for office supplies,{'ab'[i % 2]}\n"
+                                                                  for i in range(60)))
+    cfg = FinetuneConfig(epochs=3, batch_size=8, seq_len=16)
+    summary = finetune(tmp_path / "same.csv", trained / "base", tmp_path / "same", cfg, run=RunOptions(quiet=True))
+    assert summary["prior_loss"] == pytest.approx(0.6931, abs=1e-4) and summary["loss"] > 0.95 * summary["prior_loss"]
+    assert "learnt next to nothing from the text" in capsys.readouterr().err
+    summary = finetune(trained / "train.csv", trained / "base", tmp_path / "real", FinetuneConfig(epochs=4, batch_size=8,
+                       seq_len=32, lr=2e-3), run=RunOptions(quiet=True))
+    assert summary["loss"] < 0.95 * summary["prior_loss"]
+    assert "learnt next to nothing" not in capsys.readouterr().err
+
+
 def test_batches_cover_every_document_once_per_epoch_grouped_by_length():
     rng = np.random.default_rng(1)
     sequences = [[2] + [7] * int(n) + [3] for n in rng.integers(1, 200, size=1000)]

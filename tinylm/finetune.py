@@ -101,6 +101,15 @@ def balanced_weights(targets: list[int], k: int) -> torch.Tensor:
     return len(targets) / (k * counts.clamp(min=1))
 
 
+def prior_loss(targets: list[int], k: int, weights: torch.Tensor | None) -> float:
+    """The training loss of a classifier that ignores its input and answers the label shares: the entropy of the
+    shares, weighted as the loss weighs them (cross-entropy with weights averages over the weights)."""
+    mass = torch.bincount(torch.tensor(targets), minlength=k).double()
+    mass = mass * weights.double() if weights is not None else mass
+    shares = mass[mass > 0] / mass.sum()
+    return float(-(shares * shares.log()).sum())
+
+
 def scrub_records(records: list[Record], kinds: tuple[str, ...]) -> dict[str, int]:
     """Scrub the records' text in place (the split is made first, so it does not depend on scrubbing)."""
     total = dict.fromkeys(kinds, 0)
@@ -182,9 +191,9 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
     sequences, owners = encode_for_classification(tokenizer, [r.text for r in train_records], cfg.seq_len,
                                                   cfg.long_docs)  # with windows, each window carries its label
     targets = [label2id[train_records[i].label] for i in owners]
+    weights = balanced_weights(targets, len(labels)) if cfg.class_weights == "balanced" else None
     batches = ClassificationBatches(sequences, targets, cfg.batch_size, cfg.seed, tokenizer.token_to_id("[PAD]"),
-                                    balanced_weights(targets, len(labels)) if cfg.class_weights == "balanced" else None,
-                                    world.layout(cfg.grad_accum))
+                                    weights, world.layout(cfg.grad_accum))
     steps_per_epoch = batches.steps_per_epoch
     console.print(f"fine-tuning on {len(train_records):,} documents ({len(labels)} labels), validating on "
                   f"{len(val_records):,}; {cfg.epochs} epochs of {steps_per_epoch} steps, "
@@ -228,4 +237,9 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
                     on_validate=validate, stage_state=best, world=world)
     if world.is_main:  # the run is complete: its best model is the hand-off
         shutil.rmtree(checkpoint_root(out_dir), ignore_errors=True)
-    return {**summary, "best": best}
+    prior = prior_loss(targets, len(labels), weights)
+    if summary.get("loss", 0.0) > 0.95 * prior:
+        console.print(f"[yellow]warning:[/] the training loss ended at {summary['loss']:.4f}, where predicting the label "
+                      f"shares alone scores {prior:.4f}: the classifier learnt next to nothing from the text. A lower "
+                      f"--lr (this run {cfg.lr:g}) or a longer-pretrained base usually helps")
+    return {**summary, "best": best, "prior_loss": prior}
