@@ -15,10 +15,10 @@ import argparse
 import time
 from pathlib import Path
 
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, trainers
 
 from tinylm.data import read_texts
-from tinylm.tokenizer import SPECIAL_TOKENS, UNK, train_tokenizer
+from tinylm.tokenizer import PREFIX, SPECIAL_TOKENS, train_tokenizer, untrained_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "datasets"
@@ -26,14 +26,10 @@ DEFAULT_DATA = [ROOT / "data" / "corpus.jsonl", SHARED / "sst2" / "train.csv", S
 
 
 def tokenizers_trainer(texts: list[str], vocab_size: int) -> Tokenizer:
-    """What tinylm did before: tokenizers' own trainer, configured as tinylm's tokenizer."""
-    tokenizer = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix="##", max_input_chars_per_word=100))
-    tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False,
-                                                      lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Digits(individual_digits=True)])
+    """What tinylm did before: tokenizers' own trainer, on tinylm's tokenizer before it has a vocabulary."""
+    tokenizer = untrained_tokenizer()
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
-                                        continuing_subword_prefix="##", show_progress=False)
+                                        continuing_subword_prefix=PREFIX, show_progress=False)
     tokenizer.train_from_iterator(texts, trainer=trainer)
     return tokenizer
 

@@ -38,7 +38,26 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, lowercase: boo
     """extra_special (the PII placeholders) become single tokens after ours, never split nor learned from."""
     if vocab_size < len(SPECIAL_TOKENS) + 1:
         raise TinyLMError(f"--vocab-size must be at least {len(SPECIAL_TOKENS) + 1}, got {vocab_size}")
-    tokenizer = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix=PREFIX, max_input_chars_per_word=100))
+    tokenizer = untrained_tokenizer(lowercase)
+    specials = [*SPECIAL_TOKENS, *extra_special]
+    pieces = learn_pieces(count_words(tokenizer, texts), vocab_size, min_frequency, specials)
+    tokenizer.model = wordpiece({p: i for i, p in enumerate(pieces)})
+    tokenizer.add_special_tokens(specials)
+    cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{CLS} $A {SEP}", pair=f"{CLS} $A {SEP} $B:1 {SEP}:1", special_tokens=[(CLS, cls_id), (SEP, sep_id)]
+    )
+    return tokenizer
+
+
+def wordpiece(vocab: dict[str, int] | None = None) -> models.WordPiece:
+    return models.WordPiece(vocab, unk_token=UNK, continuing_subword_prefix=PREFIX, max_input_chars_per_word=100)
+
+
+def untrained_tokenizer(lowercase: bool = True) -> Tokenizer:
+    """tinylm's tokenizer before it has a vocabulary: BERT's normaliser (accents kept) and pre-tokeniser, digits
+    one per token, a WordPiece model and decoder."""
+    tokenizer = Tokenizer(wordpiece())
     tokenizer.normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=lowercase
     )
@@ -46,15 +65,6 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, lowercase: boo
         [pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Digits(individual_digits=True)]
     )
     tokenizer.decoder = decoders.WordPiece(prefix=PREFIX)
-    specials = [*SPECIAL_TOKENS, *extra_special]
-    pieces = learn_pieces(count_words(tokenizer, texts), vocab_size, min_frequency, specials)
-    tokenizer.model = models.WordPiece({p: i for i, p in enumerate(pieces)}, unk_token=UNK,
-                                       continuing_subword_prefix=PREFIX, max_input_chars_per_word=100)
-    tokenizer.add_special_tokens(specials)
-    cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{CLS} $A {SEP}", pair=f"{CLS} $A {SEP} $B:1 {SEP}:1", special_tokens=[(CLS, cls_id), (SEP, sep_id)]
-    )
     return tokenizer
 
 
