@@ -3,10 +3,13 @@
 import json
 from dataclasses import replace
 
+import torch
+
 from conftest import write_labelled_csv
 from tinylm.config import PRESETS, FinetuneConfig, PretrainConfig, RunOptions
 from tinylm.finetune import finetune
 from tinylm.pretrain import BUDGET_LIMIT, pretrain
+from tinylm.train import LoopConfig, fit_to_budget, linear_schedule
 
 
 def records(run_dir):
@@ -41,6 +44,28 @@ def test_finetuning_on_a_budget_ends_on_an_epoch_boundary(trained, tmp_path):
     assert summary["steps"] % steps_per_epoch == 0 or summary["elapsed_s"] >= 0.03 * 60
     epochs = [r["epoch"] for r in records(tmp_path / "clf") if "epoch" in r]
     assert epochs == list(range(1, -(-summary["steps"] // steps_per_epoch) + 1)) and epochs
+
+
+def fitted_length(step: int, elapsed_s: float, seconds_per_step: float, budget_s: float = 60.0) -> int:
+    """The length fit_to_budget gives a fine-tuning run of 17-step epochs, at `step` after `elapsed_s` seconds."""
+    cfg = LoopConfig(max_steps=10**6, lr=1.0, max_minutes=budget_s / 60, step_multiple=17)
+    scheduler = linear_schedule(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), 1, cfg.max_steps)
+    counters = {"step": step, "elapsed_s": elapsed_s}
+    fit_to_budget(cfg, scheduler, counters, seconds_per_step, limit=500 * 17)
+    assert cfg.max_steps == counters["max_steps"] == scheduler.shape["total"]
+    return cfg.max_steps
+
+
+def test_a_budget_ends_on_the_last_epoch_boundary_that_fits_and_cuts_an_epoch_only_at_its_end():
+    assert fitted_length(step=5, elapsed_s=5.0, seconds_per_step=1.0) == 51  # 5 + 55 steps fit: 3 whole epochs
+    assert fitted_length(step=5, elapsed_s=5.0, seconds_per_step=0.001) == 500 * 17  # the epoch limit
+    assert fitted_length(step=3, elapsed_s=3.0, seconds_per_step=5.0) == 14  # not one epoch fits: ends inside it
+    assert fitted_length(step=51, elapsed_s=50.0, seconds_per_step=1.0) == 51  # the next epoch does not fit
+    # The pace slowed inside epoch 5 (steps 69-85): it runs on, and the budget's end cuts it (the CI failure of
+    # 2026-11-27 stopped it at once, at step 81 with 0.08 s of a 1.8 s budget left).
+    assert fitted_length(step=81, elapsed_s=59.0, seconds_per_step=0.5) == 85
+    assert fitted_length(step=81, elapsed_s=60.0, seconds_per_step=0.5) == 81  # the budget is spent: it ends now
+    assert fitted_length(step=81, elapsed_s=61.0, seconds_per_step=0.5) == 81
 
 
 def test_a_budget_shorter_than_one_epoch_ends_inside_it_and_keeps_that_model(trained, tmp_path):

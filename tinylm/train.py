@@ -218,13 +218,16 @@ def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
 def fit_to_budget(cfg: "LoopConfig", scheduler, counters: dict, seconds_per_step: float, limit: int):
     """--max-minutes: shorten (or lengthen, up to the step limit) the run and its LR schedule so that it ends
     within the budget at the pace measured so far, on an epoch boundary for fine-tuning (inside the first epoch
-    when not even one fits). If the pace slows and the budget runs out anyway, the run ends at once: the budget
-    is a limit."""
+    when not even one fits). If the pace slows inside an epoch that no longer fits, that epoch runs on until the
+    budget runs out; when it has, the run ends at once: the budget is a limit."""
+    step, multiple = counters["step"], cfg.step_multiple
     remaining = 60 * cfg.max_minutes - counters["elapsed_s"]
-    steps = counters["step"] + max(0, int(remaining / max(seconds_per_step, 1e-9)))
-    if steps >= cfg.step_multiple > 1:
-        steps = steps // cfg.step_multiple * cfg.step_multiple
-    counters["max_steps"] = max(counters["step"], 1, min(limit, steps))
+    steps = step + max(0, int(remaining / max(seconds_per_step, 1e-9)))
+    if remaining > 0 and steps >= multiple > 1:
+        steps = steps // multiple * multiple
+        if steps < step:  # the pace slowed inside an epoch that no longer fits: the budget's end cuts it, not now
+            steps = -(-step // multiple) * multiple
+    counters["max_steps"] = max(step, 1, min(limit, steps))
     set_length(cfg, scheduler, counters["max_steps"])
 
 
