@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 
@@ -16,6 +17,21 @@ def test_round_trip_is_exact_and_tied_weight_stored_once(trained, tmp_path):
     assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
     save_checkpoint(tmp_path / "copy", model, tokenizer, {"note": "copy"})
     again, _, _ = load_checkpoint(tmp_path / "copy")
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_the_same_weights_make_the_same_file_byte_for_byte(trained, tmp_path):
+    # safetensors writes its metadata in hash-map order, which differs between calls (2 keys: half of them).
+    model, tokenizer, _ = load_checkpoint(trained / "classifier", expect_kind="classifier")
+    digests = set()
+    for i in range(8):
+        save_checkpoint(tmp_path / str(i), model, tokenizer, {}, id2label={0: "a", 1: "b", 2: "c"})
+        digests.add(hashlib.sha256((tmp_path / str(i) / "model.safetensors").read_bytes()).hexdigest())
+    assert len(digests) == 1
+    with safe_open(str(tmp_path / "0" / "model.safetensors"), framework="pt") as f:
+        assert f.metadata() == {"format": "pt", "tinylm_kind": "classifier"}
+    again, _, _ = load_checkpoint(tmp_path / "0")
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name
 

@@ -68,7 +68,7 @@ def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: d
 
     model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper: save the module's own names
     kind = model_kind(model)
-    save_file(stored_state(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "tinylm_kind": kind})
+    save_weights(stored_state(model), tmp / WEIGHTS_FILE, {"format": "pt", "tinylm_kind": kind})
     config = {"model_type": "bert", "architectures": [KINDS[kind]], **asdict(model.config),
               "kind": kind, "tinylm_version": __version__}
     if id2label is not None:
@@ -86,6 +86,21 @@ def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: d
             link_tree(out_dir / name, tmp / name)
     commit_dir(tmp, out_dir)
     return out_dir
+
+
+def save_weights(tensors: dict, path: Path, metadata: dict[str, str]):
+    """safetensors' save_file, with the header's metadata in sorted order. safetensors writes the metadata in
+    hash-map order, which changes from one call to the next, and the same weights should make the same file, byte
+    for byte (a checksum then says whether two runs agree)."""
+    save_file(tensors, str(path), metadata=metadata)
+    with open(path, "r+b") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        ordered = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(ordered) <= size:  # the same keys and values: the same length, padded with spaces as safetensors pads
+            f.seek(8)
+            f.write(ordered.ljust(size))
 
 
 def stored_state(model) -> dict:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, decoders
 
 from tinylm import __version__
 from tinylm.checkpoint import (CONFIG_FILE, KINDS, TIED_KEYS, WEIGHTS_FILE, _write_json, check_out_dir, commit_dir,
-                               load_checkpoint, model_kind, read_json_object, save_checkpoint, stored_state)
+                               load_checkpoint, model_kind, read_json_object, save_checkpoint, save_weights,
+                               stored_state)
 from tinylm.config import BertConfig, from_dict
 from tinylm.errors import TinyLMError
 from tinylm.provenance import (PROVENANCE_FILE, build_manifest, command_line, file_records, now, parent_record,
@@ -72,7 +72,7 @@ def export_hf(ckpt_dir: Path, out_dir: Path, overwrite: bool = False) -> dict:
     tmp.mkdir(parents=True)
 
     # The tied decoder weight/bias are stored once, under the embedding and cls.predictions.bias, as HF does.
-    save_file(stored_state(model), str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+    save_weights(stored_state(model), tmp / WEIGHTS_FILE, {"format": "pt"})
     _write_json(tmp / CONFIG_FILE, hf_config(model.config, kind, meta.get("id2label")))
     tokenizer.save(str(tmp / TOKENIZER_FILE))
     _write_json(tmp / "tokenizer_config.json", hf_tokenizer_config(tokenizer, model.config.max_position_embeddings))
