@@ -11,11 +11,33 @@ import pytest
 from conftest import ROOT, SHARED
 
 
-def load_quality():
-    spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
-    quality = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quality)
-    return quality
+def load_benchmark(name: str = "quality"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+load_quality = load_benchmark
+
+
+def test_the_electra_probe_writes_a_base_that_fine_tuning_reads(trained, tmp_path):
+    import tinylm.pretrain
+    from tinylm.checkpoint import load_checkpoint
+    from tinylm.config import FinetuneConfig, RunOptions
+    from tinylm.finetune import finetune
+    from tinylm.model import BertForMaskedLM
+
+    probe = load_benchmark("electra_probe")
+    summary = probe.main([str(trained / "train.csv"), "--tokenizer", str(trained / "tokenizer"),
+                          "--out", str(tmp_path / "base"), "--minutes", "0.02"])
+    assert summary["steps"] > 0 and probe.ElectraPretraining.detection_weight == 50.0
+    assert tinylm.pretrain.BertForMaskedLM is BertForMaskedLM  # the patch is undone
+    base, _, _ = load_checkpoint(tmp_path / "base", expect_kind="mlm")
+    assert base.cls.predictions.decoder.weight is base.bert.embeddings.word_embeddings.weight
+    finetune(trained / "train.csv", tmp_path / "base", tmp_path / "clf", FinetuneConfig(epochs=1, batch_size=8,
+             seq_len=32), run=RunOptions(quiet=True))
+    assert (tmp_path / "clf" / "model.safetensors").is_file()
 
 
 def test_labelled_sample_is_stratified_and_repeatable(tmp_path):
