@@ -15,6 +15,7 @@ reads) and the generator's MLM head, so `finetune` takes it as it takes any base
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -61,7 +62,7 @@ class ElectraPretraining(BertPreTrainedModel):
         self.losses.append((generator_loss.item(), detection_loss.item(), replaced[real].mean().item()))
         if len(self.losses) % 100 == 0:  # against the detection loss of always answering the replaced share
             g, d, share = (sum(x[i] for x in self.losses[-100:]) / 100 for i in range(3))
-            prior = -(share * torch.tensor(share).log() + (1 - share) * torch.tensor(1 - share).log()).item()
+            prior = -(share * math.log(share) + (1 - share) * math.log(1 - share))
             print(f"step {len(self.losses)}: generator MLM loss {g:.3f}, detection loss {d:.4f} "
                   f"(the replaced share's entropy {prior:.4f})", flush=True)
         return generator_loss + self.detection_weight * detection_loss, logits

@@ -10,6 +10,11 @@ from tinylm.checkpoint import TIED_KEYS, load_checkpoint, save_checkpoint
 from tinylm.errors import TinyLMError
 
 
+def assert_same_state(model, again):
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
 def test_round_trip_is_exact_and_tied_weight_stored_once(trained, tmp_path):
     model, tokenizer, meta = load_checkpoint(trained / "base", expect_kind="mlm")
     with safe_open(str(trained / "base" / "model.safetensors"), framework="pt") as f:
@@ -17,8 +22,7 @@ def test_round_trip_is_exact_and_tied_weight_stored_once(trained, tmp_path):
     assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
     save_checkpoint(tmp_path / "copy", model, tokenizer, {"note": "copy"})
     again, _, _ = load_checkpoint(tmp_path / "copy")
-    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
-        assert torch.equal(a, b), name
+    assert_same_state(model, again)
 
 
 def test_the_same_weights_make_the_same_file_byte_for_byte(trained, tmp_path):
@@ -32,8 +36,7 @@ def test_the_same_weights_make_the_same_file_byte_for_byte(trained, tmp_path):
     with safe_open(str(tmp_path / "0" / "model.safetensors"), framework="pt") as f:
         assert f.metadata() == {"format": "pt", "tinylm_kind": "classifier"}
     again, _, _ = load_checkpoint(tmp_path / "0")
-    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
-        assert torch.equal(a, b), name
+    assert_same_state(model, again)
 
 
 def test_classifier_checkpoint_has_labels_and_hf_config(trained):

@@ -11,14 +11,12 @@ import pytest
 from conftest import ROOT, SHARED
 
 
-def load_benchmark(name: str = "quality"):
+def load_benchmark(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
-
-load_quality = load_benchmark
 
 
 def test_the_electra_probe_writes_a_base_that_fine_tuning_reads(trained, tmp_path):
@@ -41,7 +39,7 @@ def test_the_electra_probe_writes_a_base_that_fine_tuning_reads(trained, tmp_pat
 
 
 def test_labelled_sample_is_stratified_and_repeatable(tmp_path):
-    quality = load_quality()
+    quality = load_benchmark("quality")
     rows = [(f"doc {i}", "rare" if i % 10 == 0 else "common") for i in range(1000)]
     train = tmp_path / "train.csv"
     with open(train, "w", newline="", encoding="utf-8") as f:
@@ -60,7 +58,7 @@ def test_labelled_sample_is_stratified_and_repeatable(tmp_path):
 
 @pytest.mark.skipif(not (SHARED / "trec").is_dir(), reason="../shared/datasets is not here")
 def test_quality_benchmark_runs_all_columns_on_a_budget(tmp_path):
-    quality = load_quality()
+    quality = load_benchmark("quality")
     (result,) = quality.main(["--datasets", "trec", "--pretrain-minutes", "0.1", "--finetune-minutes", "0.1",
                               "--preset", "tiny", "--no-tfidf", "--workdir", str(tmp_path), "--seeds", "2",
                               "--labelled", "3000"])
