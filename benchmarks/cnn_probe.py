@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import nullcontext
 from pathlib import Path
+from unittest.mock import patch
 
 import torch
 import torch.nn as nn
@@ -76,14 +78,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     ConvClassifier.beside = args.beside
     cfg = FinetuneConfig(epochs=args.epochs, max_minutes=args.max_minutes, val_every=args.val_every, seed=args.seed)
-    original = finetuning.BertForSequenceClassification
-    if not args.default:
-        finetuning.BertForSequenceClassification = ConvClassifier
-    try:
+    swap = nullcontext() if args.default else patch.object(finetuning, "BertForSequenceClassification", ConvClassifier)
+    with swap:
         summary = finetuning.finetune(args.train, args.base, args.out, cfg, val_path=args.val,
                                       run=RunOptions(quiet=True, overwrite=True, save_minutes=None))
-    finally:
-        finetuning.BertForSequenceClassification = original
     with open(args.out / "metrics.jsonl", encoding="utf-8") as f:
         validations = [round(r["val_accuracy"], 4) for r in map(json.loads, f) if "val_accuracy" in r]
     name = "tinylm's classifier" if args.default else "encoder + convolutions" if args.beside else "convolutions"

@@ -18,6 +18,7 @@ import argparse
 import math
 from dataclasses import replace
 from pathlib import Path
+from unittest.mock import patch
 
 import torch
 import torch.nn as nn
@@ -89,17 +90,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     ElectraPretraining.generator_layers, ElectraPretraining.detection_weight = args.generator_layers, \
         args.detection_weight
-    save, mlm = pretraining.save_checkpoint, pretraining.BertForMaskedLM
-    pretraining.save_checkpoint = lambda out, model, *a, **k: save(out, as_base(model), *a, **k)
-    pretraining.BertForMaskedLM = ElectraPretraining
-    try:  # No held-out MLM loss: the discriminator has no MLM head of its own to measure.
-        preset = PRESETS["mini"]
-        cfg = replace(preset.pretrain, max_steps=None, max_minutes=args.minutes, mlm_probability=args.mask,
-                      val_fraction=0.0)
+    save = pretraining.save_checkpoint
+    preset = PRESETS["mini"]
+    # No held-out MLM loss: the discriminator has no MLM head of its own to measure.
+    cfg = replace(preset.pretrain, max_steps=None, max_minutes=args.minutes, mlm_probability=args.mask,
+                  val_fraction=0.0)
+    with patch.object(pretraining, "save_checkpoint", lambda out, model, *a, **k: save(out, as_base(model), *a, **k)), \
+            patch.object(pretraining, "BertForMaskedLM", ElectraPretraining):
         summary = pretraining.pretrain([args.train], args.tokenizer, args.out, replace(preset.model), cfg,
                                        RunOptions(quiet=True, overwrite=True))
-    finally:
-        pretraining.save_checkpoint, pretraining.BertForMaskedLM = save, mlm
     print(f"{summary['steps']:,} steps, {summary['tokens_per_s']:,.0f} tokens/s -> {args.out}")
     return summary
 

@@ -18,7 +18,6 @@ def load_benchmark(name: str):
     return module
 
 
-
 def test_the_electra_probe_writes_a_base_that_fine_tuning_reads(trained, tmp_path):
     import tinylm.pretrain
     from tinylm.checkpoint import load_checkpoint
