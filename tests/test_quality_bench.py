@@ -18,43 +18,6 @@ def load_benchmark(name: str):
     return module
 
 
-def test_the_electra_probe_writes_a_base_that_fine_tuning_reads(trained, tmp_path):
-    import tinylm.pretrain
-    from tinylm.checkpoint import load_checkpoint
-    from tinylm.config import FinetuneConfig, RunOptions
-    from tinylm.finetune import finetune
-    from tinylm.model import BertForMaskedLM
-
-    probe = load_benchmark("electra_probe")
-    summary = probe.main([str(trained / "train.csv"), "--tokenizer", str(trained / "tokenizer"),
-                          "--out", str(tmp_path / "base"), "--minutes", "0.02"])
-    assert summary["steps"] > 0 and probe.ElectraPretraining.detection_weight == 50.0
-    assert tinylm.pretrain.BertForMaskedLM is BertForMaskedLM  # the patch is undone
-    base, _, _ = load_checkpoint(tmp_path / "base", expect_kind="mlm")
-    assert base.cls.predictions.decoder.weight is base.bert.embeddings.word_embeddings.weight
-    finetune(trained / "train.csv", tmp_path / "base", tmp_path / "clf", FinetuneConfig(epochs=1, batch_size=8,
-             seq_len=32), run=RunOptions(quiet=True))
-    assert (tmp_path / "clf" / "model.safetensors").is_file()
-
-
-def test_the_cnn_probe_trains_convolutions_through_finetuning_and_undoes_its_patch(trained, tmp_path):
-    import tinylm.finetune
-    from tinylm.checkpoint import read_tensors
-    from tinylm.model import BertForSequenceClassification
-
-    probe = load_benchmark("cnn_probe")
-    for flags in ([], ["--beside"]):
-        out = tmp_path / f"clf{len(flags)}"
-        summary = probe.main([str(trained / "train.csv"), "--base", str(trained / "base"), "--out", str(out),
-                              "--epochs", "2", *flags])
-        assert tinylm.finetune.BertForSequenceClassification is BertForSequenceClassification  # the patch is undone
-        assert summary["steps"] > 0 and 0 <= summary["best"]["val_accuracy"] <= 1
-        tensors = read_tensors(out / "model.safetensors")
-        assert {f"convs.{i}.weight" for i in range(3)} <= set(tensors)
-        hidden = tensors["bert.embeddings.word_embeddings.weight"].shape[1]
-        assert tensors["classifier.weight"].shape[1] == 300 + hidden * bool(flags)  # the encoder's states beside
-
-
 def test_labelled_sample_is_stratified_and_repeatable(tmp_path):
     quality = load_benchmark("quality")
     rows = [(f"doc {i}", "rare" if i % 10 == 0 else "common") for i in range(1000)]
