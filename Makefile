@@ -42,7 +42,7 @@ test-slow: install
 parity: install
 	$(BIN)/python benchmarks/parity.py
 
-# Pretraining speed and memory against transformers, printed side by side (see README "Performance").
+# Pretraining speed and memory against transformers, printed side by side (see docs/performance.md).
 $(BIN)/.bench: $(BIN)/.installed
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	touch $@

@@ -31,7 +31,7 @@ from tinylm.data import encode_documents
 from tinylm.evaluate import predict_proba
 from tinylm.model import BertForSequenceClassification
 from tinylm.tokenizer import PAD, train_tokenizer
-from tinylm.train import cpu_has_native_bf16, cpu_name
+from tinylm.devices import cpu_has_native_bf16, cpu_name
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = [ROOT.parent / "shared" / "datasets" / "agnews" / "test.csv", ROOT / "data" / "test.csv"]

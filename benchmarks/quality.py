@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from statistics import mean
 
-from tinylm.checkpoint import METRICS_FILE
+from tinylm.files import METRICS_FILE
 from tinylm.report import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,7 +174,7 @@ def main(argv=None):
     parser.add_argument("--max-epochs", type=int, default=100, help="fine-tuning epochs if the budget allows")
     parser.add_argument("--seeds", type=int, default=1, help="fine-tuning runs per column (seeds 0..N-1): their mean, "
                         "and the range of their accuracies")
-    parser.add_argument("--preset", default="mini", help="the model size for a 15-minute CPU budget (README)")
+    parser.add_argument("--preset", default="mini", help="the model size for a 15-minute CPU budget (docs/pretraining.md)")
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--labelled", type=int, help="keep the labels of a stratified sample of this many train "
                         "documents (fine-tuning and TF-IDF); pretraining still reads every train text")

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tinylm.report import read_metrics  # noqa: E402
-from tinylm.train import cpu_name  # noqa: E402
+from tinylm.devices import cpu_name  # noqa: E402
 
 
 def tinylm(args: list[str], processes: int = 1) -> list[str]:

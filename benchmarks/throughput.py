@@ -26,12 +26,13 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from tinylm.config import BertConfig
+from tinylm.config import BertConfig, TrainArgs
 from tinylm.data import PackedRows
 from tinylm.model import BertForMaskedLM
 from tinylm.pretrain import MLMBatches
-from tinylm.train import (LoopConfig, autocast, cpu_has_native_bf16, cpu_name, linear_schedule, make_optimizer,
-                          resolve_device, training_step)
+from tinylm.devices import autocast, cpu_has_native_bf16, cpu_name, resolve_device
+from tinylm.distributed import World
+from tinylm.train import learning_rate, make_optimizer, training_step
 
 SIZES = {
     "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
@@ -84,15 +85,14 @@ class TinylmSide:
         self.model = BertForMaskedLM(config).to(device).train()
         self.runner = torch.compile(self.model) if compile_model else self.model
         self.optimizer = make_optimizer(self.model, 1e-4, 0.01)
-        self.scheduler = linear_schedule(self.optimizer, 1, total_steps)
-        self.loop = LoopConfig(max_steps=total_steps, lr=1e-4, precision=precision, quiet=True)
-        self.batch_at, self.counters, self.device, self.masked = batches(batch_size), {"skipped": 0}, device, []
+        self.args, self.total_steps, self.precision = TrainArgs(lr=1e-4, warmup_ratio=0.0), total_steps, precision
+        self.batch_at, self.world, self.masked = batches(batch_size), World(device=device), []
 
     def step(self, i: int):
         micro = self.batch_at(i)
         self.masked.append(int((micro[0].inputs["labels"] != -100).sum()))
-        training_step(self.runner, self.optimizer, self.scheduler, micro, self.loop, self.device, i + 1, None,
-                      self.counters)
+        training_step(self.runner, self.optimizer, micro, learning_rate(self.args, i, self.total_steps),
+                      self.args.grad_clip, self.precision, self.world)
 
 
 class TransformersSide:

@@ -78,8 +78,8 @@ def trained(tmp_path_factory):
     from dataclasses import replace
 
     model = replace(PRESETS["tiny"].model)
-    pretrain([data], root / "tokenizer", root / "base", model, PretrainConfig(max_steps=8, batch_size=8, seq_len=32),
+    pretrain([data], root / "tokenizer", root / "base", model, PretrainConfig.of(max_steps=8, batch_size=8, seq_len=32),
              RunOptions(quiet=True))
-    finetune(data, root / "base", root / "classifier", FinetuneConfig(epochs=1, batch_size=8, seq_len=32),
+    finetune(data, root / "base", root / "classifier", FinetuneConfig.of(epochs=1, batch_size=8, seq_len=32),
              run=RunOptions(quiet=True))
     return root

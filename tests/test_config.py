@@ -12,7 +12,7 @@ def test_preset_then_file_then_flags(tmp_path):
     model, train = resolve_pretrain("small", path, {"batch_size": 4, "lr": None})
     assert model.hidden_size == 128 and model.num_attention_heads == 2
     assert model.num_hidden_layers == PRESETS["small"].model.num_hidden_layers
-    assert train.lr == 0.01 and train.batch_size == 4
+    assert train.train.lr == 0.01 and train.train.batch_size == 4
     assert PRESETS["small"].model.hidden_size == 256, "presets are not mutated"
 
 
@@ -104,8 +104,8 @@ def test_unset_rows_and_batch_are_resolved_from_the_corpus_and_recorded(trained,
 
     questions = tmp_path / "questions.txt"
     questions.write_text("".join(f"Which invoice {i} paid the hotel?\n" for i in range(300)), encoding="utf-8")
-    for given, rows, batch in ((PretrainConfig(max_steps=2), 32, 128),
-                               (PretrainConfig(max_steps=2, seq_len=64, batch_size=4), 64, 4)):
+    for given, rows, batch in ((PretrainConfig.of(max_steps=2), 32, 128),
+                               (PretrainConfig.of(max_steps=2, seq_len=64, batch_size=4), 64, 4)):
         pretrain([questions], trained / "tokenizer", tmp_path / "base", replace(PRESETS["tiny"].model), given,
                  RunOptions(quiet=True, overwrite=True))
         kept = tomllib.loads((tmp_path / "base" / "config.toml").read_text())["train"]

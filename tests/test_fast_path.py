@@ -10,7 +10,9 @@ from conftest import tiny_config
 from tinylm.data import PackedRows
 from tinylm.model import BertForMaskedLM, dropout
 from tinylm.pretrain import MLMBatches
-from tinylm.train import LoopConfig, MetricsLog, train
+from tinylm.config import RunOptions, TrainArgs
+from tinylm.distributed import World
+from tinylm.train import MetricsLog, Plan, train
 
 IDS = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4}
 
@@ -38,8 +40,8 @@ def loss_curve(model, tmp_path, name, steps=200, precision="fp32", device="cpu")
     stream[::23] = IDS["[SEP]"]
     batches = MLMBatches(PackedRows(stream, 32, IDS["[CLS]"], IDS["[PAD]"]), 8, 0, IDS, 97, 0.15)
     log = MetricsLog(tmp_path / f"{name}.jsonl")
-    cfg = LoopConfig(max_steps=steps, lr=2e-3, log_every=1, precision=precision, quiet=True)
-    train(model, batches, cfg, log, torch.device(device))
+    train(model, batches, TrainArgs(lr=2e-3, log_every=1), Plan(steps, precision), log, RunOptions(quiet=True),
+          World(device=torch.device(device)))
     import json
 
     return np.array([json.loads(line)["loss"] for line in log.path.read_text().splitlines()])

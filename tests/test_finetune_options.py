@@ -43,7 +43,7 @@ def test_the_base_is_pretrained_without_dropout_and_fine_tuning_puts_it_back(tra
 
     assert dropouts(trained / "base") == (0.0, 0.0)
     assert dropouts(trained / "classifier") == (0.1, 0.1)  # the default, whatever the base had
-    finetune(trained / "train.csv", trained / "base", tmp_path / "clf", FinetuneConfig(epochs=1, batch_size=8,
+    finetune(trained / "train.csv", trained / "base", tmp_path / "clf", FinetuneConfig.of(epochs=1, batch_size=8,
              seq_len=32, dropout=0.25), run=RunOptions(quiet=True))
     assert dropouts(tmp_path / "clf") == (0.25, 0.25)
 
@@ -67,11 +67,11 @@ def test_a_classifier_that_learns_nothing_from_the_text_is_called_out(trained, t
 
     (tmp_path / "same.csv").write_text("text,label\n" + "".join(f"invoice for office supplies,{'ab'[i % 2]}\n"
                                                                   for i in range(60)))
-    cfg = FinetuneConfig(epochs=3, batch_size=8, seq_len=16)
+    cfg = FinetuneConfig.of(epochs=3, batch_size=8, seq_len=16)
     summary = finetune(tmp_path / "same.csv", trained / "base", tmp_path / "same", cfg, run=RunOptions(quiet=True))
     assert summary["prior_loss"] == pytest.approx(0.6931, abs=1e-4) and summary["loss"] > 0.95 * summary["prior_loss"]
     assert "learnt next to nothing from the text" in capsys.readouterr().err
-    summary = finetune(trained / "train.csv", trained / "base", tmp_path / "real", FinetuneConfig(epochs=4, batch_size=8,
+    summary = finetune(trained / "train.csv", trained / "base", tmp_path / "real", FinetuneConfig.of(epochs=4, batch_size=8,
                        seq_len=32, lr=2e-3), run=RunOptions(quiet=True))
     assert summary["loss"] < 0.95 * summary["prior_loss"]
     assert "learnt next to nothing" not in capsys.readouterr().err
@@ -178,7 +178,7 @@ def test_a_max_pooled_classifier_is_saved_reloaded_and_scored_as_it_was_validate
 
     val = trained / "train.csv"
     finetune(trained / "train.csv", trained / "base", tmp_path / "clf",
-             FinetuneConfig(epochs=2, batch_size=8, seq_len=32, pooling="max"), val_path=val,
+             FinetuneConfig.of(epochs=2, batch_size=8, seq_len=32, pooling="max"), val_path=val,
              run=RunOptions(quiet=True))
     model, _, meta = load_checkpoint(tmp_path / "clf", expect_kind="classifier")
     assert model.pooling == "max" and meta["classifier_pooling"] == "max" and model.bert.pooler is None
@@ -193,7 +193,7 @@ def test_val_every_validates_inside_epochs_and_keeps_the_best_point(trained, tmp
 
     val = trained / "train.csv"  # 90 documents: 12 steps an epoch at batch 8
     finetune(trained / "train.csv", trained / "base", tmp_path / "clf",
-             FinetuneConfig(epochs=2, batch_size=8, seq_len=32, val_every=5), val_path=val, run=RunOptions(quiet=True))
+             FinetuneConfig.of(epochs=2, batch_size=8, seq_len=32, val_every=5), val_path=val, run=RunOptions(quiet=True))
     records = validations(tmp_path / "clf")
     assert [r["step"] for r in records] == [5, 10, 12, 15, 20, 24]  # every 5 steps, and every epoch's end
     assert [r["epoch"] for r in records] == [1, 1, 1, 2, 2, 2]

@@ -53,7 +53,7 @@ def cls_classifier(trained, tmp_path_factory):
     """A classifier with BERT's own [CLS] pooler: the kind transformers can represent."""
     out = tmp_path_factory.mktemp("cls") / "classifier"
     finetune(trained / "train.csv", trained / "base", out,
-             FinetuneConfig(epochs=1, batch_size=8, seq_len=32, pooling="cls"), run=RunOptions(quiet=True))
+             FinetuneConfig.of(epochs=1, batch_size=8, seq_len=32, pooling="cls"), run=RunOptions(quiet=True))
     return out
 
 

@@ -58,7 +58,7 @@ def test_base_eval_is_fixed_by_the_seed_not_the_batch_size(capsys, trained):
 
 def test_more_pretraining_gives_lower_perplexity_than_random_weights(trained, tmp_path):
     pretrain([trained / "train.csv"], trained / "tokenizer", tmp_path / "base", replace(PRESETS["tiny"].model),
-             PretrainConfig(max_steps=60, batch_size=16, seq_len=32, lr=2e-3), RunOptions(quiet=True))
+             PretrainConfig.of(max_steps=60, batch_size=16, seq_len=32, lr=2e-3), RunOptions(quiet=True))
     model, tokenizer, _ = load_checkpoint(tmp_path / "base", expect_kind="mlm")
     held_out = read_texts(write_labelled_csv(tmp_path / "held_out.csv", n=60, seed=1))
     torch.manual_seed(1)
@@ -73,7 +73,7 @@ def test_more_pretraining_gives_lower_perplexity_than_random_weights(trained, tm
 def test_pretraining_logs_the_loss_on_held_out_rows_and_reports_it(trained, tmp_path):
     corpus = write_labelled_csv(tmp_path / "corpus.csv", n=600, seed=2)  # 676 rows of 32: 32 held out
     summary = pretrain([corpus], trained / "tokenizer", tmp_path / "base", replace(PRESETS["tiny"].model),
-                       PretrainConfig(max_steps=150, batch_size=16, seq_len=32, lr=3e-3, val_every=30),
+                       PretrainConfig.of(max_steps=150, batch_size=16, seq_len=32, lr=3e-3, val_every=30),
                        RunOptions(quiet=True))
     records = [json.loads(line) for line in (tmp_path / "base" / "metrics.jsonl").read_text().splitlines()]
     held_out = [r for r in records if "val_loss" in r]

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -144,28 +145,30 @@ def tiny_mlm(trained, nan_at_step: int | None = None):
 
 def small_run(tmp_path, trained, nan_at_step: int | None = None, **loop):
     """The tiny model through the library loop, for fault injection: returns (run, model, out)."""
-    from tinylm.train import LoopConfig, MetricsLog, train
+    from tinylm.config import RunOptions, TrainArgs
+    from tinylm.train import MetricsLog, Plan, train
 
     model, batches = tiny_mlm(trained, nan_at_step)
     out = tmp_path / "run"
     out.mkdir(exist_ok=True)
-    cfg = LoopConfig(**{"max_steps": 8, "lr": 1e-3, "quiet": True, **loop})
-    return lambda: train(model, batches, cfg, MetricsLog(out / "metrics.jsonl"), torch.device("cpu"), out_dir=out,
-                         run_args={"run": 1}), model, out
+    run = RunOptions(**{"quiet": True, **loop})
+    return lambda: train(model, batches, TrainArgs(lr=1e-3), Plan(8), MetricsLog(out / "metrics.jsonl"), run,
+                         out_dir=out, identity={"run": 1}), model, out
 
 
 def test_a_resume_with_another_decay_is_refused_by_name_before_anything_is_loaded(trained, tmp_path):
+    from tinylm.config import RunOptions, TrainArgs
     from tinylm.errors import TinyLMError
-    from tinylm.train import LoopConfig, MetricsLog, train
+    from tinylm.train import MetricsLog, Plan, train
 
     out = tmp_path / "run"
     out.mkdir()
 
     def run(decay: float, resume: bool):
         model, batches = tiny_mlm(trained)
-        cfg = LoopConfig(max_steps=8, lr=1e-3, quiet=True, save_every=4, ema_decay=decay)
-        return train(model, batches, cfg, MetricsLog(out / "metrics.jsonl", resume=resume), torch.device("cpu"),
-                     out_dir=out, run_args={"train": {"ema_decay": decay}}, resume=resume)
+        return train(model, batches, TrainArgs(lr=1e-3), Plan(8, ema_decay=decay),
+                     MetricsLog(out / "metrics.jsonl", resume=resume), RunOptions(quiet=True, save_every=4, resume=resume),
+                     out_dir=out, identity={"train": {"ema_decay": decay}})
 
     run(0.0, resume=False)  # its checkpoints hold no average
     with pytest.raises(TinyLMError, match=r"--resume needs the arguments .*train.ema_decay 0.0 then, 0.9 now"):
@@ -175,7 +178,8 @@ def test_a_resume_with_another_decay_is_refused_by_name_before_anything_is_loade
 def test_the_epoch_end_sees_the_moving_average_and_training_goes_on_with_its_own_weights(trained, tmp_path):
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
-    from tinylm.train import LoopConfig, MetricsLog, train
+    from tinylm.config import RunOptions, TrainArgs
+    from tinylm.train import MetricsLog, Plan, train
 
     model, batches = tiny_mlm(trained)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -188,8 +192,8 @@ def test_the_epoch_end_sees_the_moving_average_and_training_goes_on_with_its_own
         return {}
 
     try:
-        train(model, batches, LoopConfig(max_steps=40, lr=1e-3, quiet=True, ema_decay=0.8),
-              MetricsLog(tmp_path / "metrics.jsonl"), torch.device("cpu"), on_validate=on_epoch_end)
+        train(model, batches, TrainArgs(lr=1e-3), Plan(40, ema_decay=0.8), MetricsLog(tmp_path / "metrics.jsonl"),
+              RunOptions(quiet=True), on_validate=on_epoch_end)
     finally:
         hook.remove()
     assert len(history) == 41 and list(seen) == [40]  # MLM batches end no epoch: the last step is validated
@@ -206,7 +210,7 @@ def test_the_epoch_end_sees_the_moving_average_and_training_goes_on_with_its_own
 
 def test_a_failed_save_is_one_line_and_keeps_the_previous_checkpoint(trained, tmp_path, monkeypatch):
     from tinylm import state
-    from tinylm.train import linear_schedule, make_optimizer
+    from tinylm.train import LoopState, make_optimizer
 
     run, _, out = small_run(tmp_path, trained, save_every=2)
     real_save, calls = state.save_file, []
@@ -224,8 +228,18 @@ def test_a_failed_save_is_one_line_and_keeps_the_previous_checkpoint(trained, tm
     monkeypatch.setattr(state, "save_file", real_save)
     _, model, _ = small_run(tmp_path / "fresh", trained) if (tmp_path / "fresh").mkdir() is None else None
     optimizer = make_optimizer(model, 1e-3, 0.01)
-    restored = state.load_state(out / "checkpoints" / "step-00000002", model, optimizer, linear_schedule(optimizer, 1, 8))
-    assert restored["counters"]["step"] == 2
+    restored = state.load_state(out / "checkpoints" / "step-00000002", model, optimizer, asdict(LoopState()))
+    assert restored["loop"]["step"] == 2
+
+
+def test_a_checkpoint_of_the_loop_before_its_redesign_is_refused_in_one_line(trained, tmp_path):
+    run, _, out = small_run(tmp_path, trained, resume=True)
+    old = out / "checkpoints" / "step-00000004"  # as the loop with an LR scheduler wrote it
+    old.mkdir(parents=True)
+    (old / "trainer_state.json").write_text(json.dumps({"counters": {"step": 4}, "run_args": {"run": 1},
+                                                        "scheduler": {"last_epoch": 4}}))
+    with pytest.raises(TinyLMError, match=r"step-00000004 was written by an earlier tinylm.*--overwrite"):
+        run()
 
 
 def test_nan_loss_stops_naming_the_step_and_the_last_good_checkpoint(trained, tmp_path):

@@ -20,13 +20,11 @@ from tokenizers import Tokenizer
 from tinylm import __version__
 from tinylm.config import BertConfig, from_dict
 from tinylm.errors import TinyLMError
-from tinylm.provenance import PROVENANCE_FILE
+from tinylm.files import (ARGS_FILE, CHECKPOINTS, CONFIG_FILE, METRICS_FILE, PROVENANCE_FILE, RUN_CONFIG, TOKENIZER_FILE,
+                          WEIGHTS_FILE, read_json, write_json)
 from tinylm.model import POOLINGS, BertForMaskedLM, BertForSequenceClassification
-from tinylm.tokenizer import TOKENIZER_FILE, load_tokenizer
+from tinylm.tokenizer import load_tokenizer
 
-WEIGHTS_FILE, CONFIG_FILE, ARGS_FILE, METRICS_FILE = "model.safetensors", "config.json", "training_args.json", "metrics.jsonl"
-CHECKPOINTS = "checkpoints"  # resumable training state, see state.py
-RUN_CONFIG = "config.toml"  # the run's effective configuration: `--config` reads it back to repeat the run
 CARRIED = (METRICS_FILE, CHECKPOINTS, RUN_CONFIG)  # kept across saves of a model folder
 KINDS = {"mlm": "BertForMaskedLM", "classifier": "BertForSequenceClassification"}
 # safetensors refuses tensors that share memory; these are tied to another key and re-tied on load.
@@ -43,12 +41,6 @@ def _fsync_dir(path: Path):
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_json(path: Path, obj):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write("\n")
 
 
 def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: dict,
@@ -76,11 +68,11 @@ def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: d
         config["label2id"] = {label: i for i, label in id2label.items()}
         config["num_labels"] = len(id2label)
         config["classifier_pooling"] = model.pooling
-    _write_json(tmp / CONFIG_FILE, config)
-    _write_json(tmp / ARGS_FILE, training_args)
+    write_json(tmp / CONFIG_FILE, config)
+    write_json(tmp / ARGS_FILE, training_args)
     tokenizer.save(str(tmp / TOKENIZER_FILE))
     if provenance is not None:  # inside the temp folder, so the manifest is part of the atomic write
-        _write_json(tmp / PROVENANCE_FILE, provenance)
+        write_json(tmp / PROVENANCE_FILE, provenance)
     for name in CARRIED:  # the run's log and resumable checkpoints live on in the new folder
         if (out_dir / name).exists():
             link_tree(out_dir / name, tmp / name)
@@ -146,17 +138,6 @@ def check_out_dir(out_dir: Path, overwrite: bool, flag: str = ""):
         raise TinyLMError(f"{flag}{out_dir} already exists and is not empty; pass --overwrite to replace it")
 
 
-def read_json_object(path: Path) -> dict:
-    """A JSON file that must hold one object (config.json and friends), or a one-line error naming it."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TinyLMError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise TinyLMError(f"{path} must hold a JSON object")
-    return data
-
-
 def read_config(ckpt_dir: Path) -> tuple[BertConfig, dict]:
     """Parse and validate config.json; returns (model config, the tinylm fields: kind, id2label, ...)."""
     path = Path(ckpt_dir) / CONFIG_FILE
@@ -164,7 +145,7 @@ def read_config(ckpt_dir: Path) -> tuple[BertConfig, dict]:
         raise TinyLMError(f"checkpoint folder {ckpt_dir} does not exist")
     if not path.is_file():
         raise TinyLMError(f"{ckpt_dir} is not a tinylm checkpoint: it has no {CONFIG_FILE}")
-    data = read_json_object(path)
+    data = read_json(path)
     model_keys = {f.name for f in fields(BertConfig)}
     missing = sorted(model_keys - set(data))
     if missing:

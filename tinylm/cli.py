@@ -6,10 +6,14 @@ Every failure the user can cause is a TinyLMError, printed as one line `error: .
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
 import sys
+import typing
+from enum import Enum, StrEnum
+from inspect import Parameter, signature
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,11 +21,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tinylm.config import RunOptions, resolve_finetune, resolve_pretrain, to_toml
+from tinylm.config import (PRESETS, ClassWeights, Device, EmbeddingInit, FinetuneConfig, LongDocs, OnNan, Pooling,
+                           Precision, PretrainConfig, RunOptions, StageConfig, resolve_finetune, resolve_pretrain,
+                           to_toml)
 from tinylm.data import FORMATS_HELP
 from tinylm.distributed import rank
 from tinylm.errors import Interrupted, TinyLMError
 from tinylm.provenance import command_line
+
+try:  # typer >= 0.25 carries its own click, whose errors derive from TyperException
+    from typer import TyperException as UsageProblem
+except ImportError:
+    from click import ClickException as UsageProblem
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train your own small BERT-style language model and text classifier, on your own machine.")
@@ -32,28 +43,84 @@ DataArg = Annotated[list[Path], typer.Argument(help=FORMATS_HELP, show_default=F
 TextColumn = Annotated[str, typer.Option(help="Column (CSV/TSV header or JSONL key) holding the text.")]
 LabelColumn = Annotated[str, typer.Option(help="Column holding the label.")]
 Encoding = Annotated[str, typer.Option(help="Text encoding of the input files.")]
-Precision = Annotated[str, typer.Option(help="auto = bf16 where the hardware runs it natively, else fp32; or fp32, bf16.")]
-Device = Annotated[str, typer.Option(help="auto (a CUDA GPU when there is one), cpu or cuda.")]
-GradAccum = Annotated[Optional[int], typer.Option(help="Micro-batches of --batch-size summed per step on each "
-                                                  "process: a step's global batch is batch-size x grad-accum x "
-                                                  "processes (torchrun).")]
+DeviceOpt = Annotated[Device, typer.Option(help="auto = a CUDA GPU when there is one.")]
+PrecisionOpt = Annotated[Precision, typer.Option(help="auto = bf16 where the hardware runs it natively, else fp32.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out folder.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+RecordHost = Annotated[bool, typer.Option("--record-host", help="Record this machine's host name in provenance.json.")]
 ScrubPii = Annotated[bool, typer.Option("--scrub-pii", help="Replace e-mails, IBANs, card and phone numbers with "
                                         "[EMAIL] [IBAN] [CARD] [PHONE] before anything is learned.")]
 ScrubVat = Annotated[bool, typer.Option("--scrub-vat", help="With --scrub-pii: also replace VAT IDs with [VAT].")]
-RecordHost = Annotated[bool, typer.Option("--record-host", help="Record this machine's host name in provenance.json.")]
+PresetName = StrEnum("PresetName", {name: name for name in PRESETS})
 PrintConfig = Annotated[bool, typer.Option("--print-config", help="Print the effective configuration (preset, "
                                            "--config file and flags) as TOML and exit; --config reads it back.")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its newest checkpoint "
-                                      "(give the same arguments as the first time).")]
-SaveEvery = Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps.")]
-SaveMinutes = Annotated[float, typer.Option(help="Save a resumable checkpoint every M minutes.")]
-KeepCheckpoints = Annotated[int, typer.Option(help="Resumable checkpoints to keep (the newest).")]
-OnNan = Annotated[str, typer.Option(help="stop: end with an error on a non-finite loss or gradient; "
-                                    "skip: drop that batch and go on.")]
-Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the model (slow start; may be faster on "
-                                       "long runs — see README Performance).")]
+
+# What the flags of `pretrain` and `finetune` mean; their defaults are the stage config's (tinylm.config), shown by
+# --help from there. None means "not given": a --config file, then the defaults, decide.
+TRAIN_HELP = {
+    "max_steps": "Optimisation steps (default: the preset's).",
+    "epochs": "Passes over the data.",
+    "max_minutes": "Wall-clock budget: train as many steps as fit, the LR schedule fitted to it.",
+    "batch_size": "Sequences per forward pass, per process.",
+    "grad_accum": "Micro-batches of --batch-size summed per step on each process: a step's global batch is "
+                  "batch-size x grad-accum x processes (torchrun).",
+    "lr": "Peak learning rate.",
+    "seq_len": "Tokens per sequence.",
+    "mlm_probability": "Share of tokens masked and predicted.",
+    "embedding_init": "cooccurrence: word vectors from the corpus's co-occurrence counts; random: BERT's.",
+    "val_fraction": "Share of the data held out for validation.",
+    "val_every": "Also validate every N steps inside an epoch (the best point may lie inside a long one).",
+    "pooling": "max or mean of the token states (both learn fast), or cls (BERT's [CLS] pooler; exports to "
+               "transformers).",
+    "class_weights": "balanced: weigh each class in the loss by n / (classes x its count), for imbalanced labels.",
+    "long_docs": "truncate: keep a long document's beginning; windows: read it in windows of --seq-len (up to 8), "
+                 "averaging their predictions (eval and predict follow).",
+    "ema_decay": "Validate and keep a moving average of the weights with this decay; 0 keeps the last weights.",
+    "dropout": "Hidden and attention dropout while fine-tuning (pretraining runs without).",
+    "seed": "Random seed.",
+    "text_column": "Column (CSV/TSV header or JSONL key) holding the text.",
+    "label_column": "Column holding the label.",
+}
+PRETRAIN_HELP = {
+    "batch_size": "Rows per forward pass, per process (when unset: 4,096 tokens' worth).",
+    "seq_len": "Tokens per packed row (when unset: the shortest of 32/64/128 that holds 95% of the documents whole).",
+    "val_fraction": "Share of the rows held out to log the MLM loss on unseen text (at most 256 rows; 0: none).",
+    "max_minutes": "Wall-clock budget: train as many steps as fit (at most --max-steps if given), the LR schedule "
+                   "fitted to it.",
+    "epochs": "Passes over the corpus, instead of --max-steps.",
+}
+FINETUNE_HELP = {
+    "batch_size": "Documents per forward pass, per process.",
+    "seq_len": "Longest document in tokens (when unset: 256, or the base's limit); longer ones are truncated, or "
+               "read in windows (--long-docs).",
+    "val_fraction": "Share of TRAIN held out when --val is not given.",
+    "max_minutes": "Wall-clock budget: as many whole epochs (up to --epochs) as fit.",
+}
+PRETRAIN_FLAGS = ("max_steps", "epochs", "max_minutes", "batch_size", "grad_accum", "lr", "seq_len", "mlm_probability",
+                  "embedding_init", "val_fraction", "seed", "text_column")
+FINETUNE_FLAGS = ("epochs", "max_minutes", "lr", "batch_size", "grad_accum", "seq_len", "val_fraction", "val_every",
+                  "pooling", "class_weights", "long_docs", "ema_decay", "dropout", "seed", "text_column", "label_column")
+CHOICES = {"embedding_init": EmbeddingInit, "pooling": Pooling, "class_weights": ClassWeights, "long_docs": LongDocs}
+
+# The options of every training run (tinylm.config.RunOptions), declared once for both stages.
+RUN_OPTIONS = {
+    "precision": (PrecisionOpt, Precision.auto),
+    "device": (DeviceOpt, Device.auto),
+    "compile": (Annotated[bool, typer.Option("--compile", help="torch.compile the model (slow start; may be faster on "
+                                             "long runs, see docs/performance.md).")], False),
+    "overwrite": (Overwrite, False),
+    "resume": (Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its newest checkpoint "
+                                            "(give the same arguments as the first time).")], False),
+    "save_every": (Annotated[Optional[int], typer.Option(help="Save a resumable checkpoint every N steps.")], None),
+    "save_minutes": (Annotated[float, typer.Option(help="Save a resumable checkpoint every M minutes.")], 10.0),
+    "keep_checkpoints": (Annotated[int, typer.Option(help="Resumable checkpoints to keep (the newest).")], 2),
+    "on_nan": (Annotated[OnNan, typer.Option(help="stop: end with an error on a non-finite loss or gradient; skip: "
+                                            "drop that batch and go on.")], OnNan.stop),
+    "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")], False),
+    "encoding": (Encoding, "utf-8"),
+    "scrub_pii": (ScrubPii, False),
+    "scrub_vat": (ScrubVat, False),
+    "record_host": (RecordHost, False),
+}
 
 
 def scrub_kinds(scrub_pii: bool, scrub_vat: bool) -> tuple[str, ...] | None:
@@ -62,6 +129,46 @@ def scrub_kinds(scrub_pii: bool, scrub_vat: bool) -> tuple[str, ...] | None:
     if scrub_vat and not scrub_pii:
         raise TinyLMError("--scrub-vat adds VAT IDs to --scrub-pii; give both")
     return kinds_for(scrub_vat) if scrub_pii else None
+
+
+def training_command(stage: type[StageConfig], names: tuple[str, ...], helps: dict[str, str], *extra_run: str):
+    """Give a command the stage's flags `names` (passed on as `flags`, a dict of those given) and the run options
+    (passed on as `run`, a RunOptions; `extra_run` names RunOptions fields the command adds as its own options).
+    Declared once here, so that pretrain and finetune share their names, help and checks."""
+    defaults = stage().flat()
+    flag_params = []
+    for name in names:
+        kind = CHOICES.get(name) or type(defaults[name]) if defaults[name] is not None else \
+            float if name in ("max_minutes", "epochs") else int
+        shown = defaults[name] if defaults[name] is not None else False
+        flag_params.append(Parameter(name, Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[kind], typer.Option(help=helps.get(name, TRAIN_HELP[name]), show_default=str(shown) if shown is not False else False)]))
+    run_params = [Parameter(name, Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+                  for name, (annotation, default) in RUN_OPTIONS.items()]
+
+    def decorate(command):
+        declared, hints = signature(command), typing.get_type_hints(command, include_extras=True)
+        own = [p.replace(annotation=hints[p.name]) for p in declared.parameters.values()
+               if p.name not in ("flags", "run")]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            flags = {name: plain(kwargs.pop(name)) for name in names}
+            options = {name: plain(kwargs.pop(name)) for name in RUN_OPTIONS}
+            kinds = scrub_kinds(options.pop("scrub_pii"), options.pop("scrub_vat"))
+            extra = {name: kwargs[name] for name in extra_run}
+            run = RunOptions(**options, **extra, scrub_kinds=kinds, command=command_line())
+            return command(**kwargs, flags=flags, run=run)
+
+        wrapper.__signature__ = declared.replace(parameters=[*own, *flag_params, *run_params])
+        return wrapper
+
+    return decorate
+
+
+def plain(value):
+    """An enum member as its plain string, for configs, TOML and JSON."""
+    return value.value if isinstance(value, Enum) else value
 
 
 @app.callback()
@@ -107,69 +214,31 @@ def tokenize(
 
 
 @app.command()
+@training_command(PretrainConfig, PRETRAIN_FLAGS, PRETRAIN_HELP, "cache_dir")
 def pretrain(
     data: DataArg,
     tokenizer: Annotated[Path, typer.Option(help="Folder with tokenizer.json (from `tinylm tokenize`).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the base checkpoint.")],
-    preset: Annotated[str, typer.Option(help="tiny (tests), mini (minutes on a CPU), small (an hour), base (BERT-base).")] = "small",
+    preset: Annotated[PresetName, typer.Option(help="tiny (tests), mini (minutes on a CPU), small (an hour), base "
+                                               "(BERT-base).")] = PresetName.small,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with \\[model] and \\[train] tables.")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Optimisation steps (default: the preset's).")] = None,
-    epochs: Annotated[Optional[float], typer.Option(help="Passes over the corpus, instead of --max-steps.")] = None,
-    max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: train as many steps as fit (at "
-                                                         "most --max-steps if given), the LR schedule fitted to it.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per forward pass (per process; default "
-                                                      "4,096 tokens' worth).")] = None,
-    grad_accum: GradAccum = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
-    seq_len: Annotated[Optional[int], typer.Option(help="Tokens per packed sequence (default: the shortest of "
-                                                   "32/64/128 that holds 95% of the documents whole).")] = None,
-    mlm_probability: Annotated[Optional[float], typer.Option(help="Share of tokens masked and predicted "
-                                                             "(default 0.3).")] = None,
-    embedding_init: Annotated[Optional[str], typer.Option(help="cooccurrence (word vectors from the corpus's "
-                                                          "co-occurrence counts; default) or random.")] = None,
-    val_fraction: Annotated[Optional[float], typer.Option(help="Share of the rows held out to log the MLM loss on "
-                                                          "unseen text (default 0.05, at most 256 rows; 0: none).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
-    text_column: Annotated[Optional[str], typer.Option(help="Column holding the text in CSV/TSV/JSONL.")] = None,
-    precision: Precision = "auto",
-    device: Device = "auto",
-    compile: Compile = False,
-    overwrite: Overwrite = False,
-    resume: Resume = False,
-    save_every: SaveEvery = None,
-    save_minutes: SaveMinutes = 10.0,
-    keep_checkpoints: KeepCheckpoints = 2,
-    on_nan: OnNan = "stop",
     cache_dir: Annotated[Optional[Path], typer.Option(help="Where encoded corpora are cached (default "
                                                        "$TINYLM_CACHE or ~/.cache/tinylm).")] = None,
-    quiet: Quiet = False,
-    encoding: Encoding = "utf-8",
-    scrub_pii: ScrubPii = False,
-    scrub_vat: ScrubVat = False,
-    record_host: RecordHost = False,
     print_config: PrintConfig = False,
+    *, flags: dict, run: RunOptions,
 ):
     """Pretrain a BERT encoder with masked language modelling (30% dynamic masking, 80/10/10; no dropout).
 
     Documents are packed into full sequences separated by [SEP]; a document longer than a sequence
     continues in the next one.
     """
-    from tinylm.pretrain import pretrain as run
+    from tinylm.pretrain import pretrain as pretrain_base
 
-    if max_steps is not None and epochs is not None:
-        raise TinyLMError("give --max-steps or --epochs, not both")
-    flags = dict(max_steps=max_steps, epochs=epochs, max_minutes=max_minutes, batch_size=batch_size,
-                 grad_accum=grad_accum, lr=lr, seq_len=seq_len, mlm_probability=mlm_probability,
-                 embedding_init=embedding_init, val_fraction=val_fraction, seed=seed, text_column=text_column)
-    model_config, cfg = resolve_pretrain(preset, config, flags)
+    model_config, cfg = resolve_pretrain(preset.value, config, flags)
     if print_config:
         print(to_toml({"model": model_config, "train": cfg}), end="")
         return
-    options = RunOptions(precision=precision, device=device, compile=compile, overwrite=overwrite, resume=resume,
-                         save_every=save_every, save_minutes=save_minutes, keep_checkpoints=keep_checkpoints,
-                         on_nan=on_nan, quiet=quiet, encoding=encoding, command=command_line(),
-                         scrub_kinds=scrub_kinds(scrub_pii, scrub_vat), record_host=record_host, cache_dir=cache_dir)
-    summary = run(data, tokenizer, out_dir, model_config, cfg, options)
+    summary = pretrain_base(data, tokenizer, out_dir, model_config, cfg, run)
     if rank() == 0:
         held_out = f" (held-out {summary['val_loss']:.4f})" if "val_loss" in summary else ""
         out.print(f"pretrained {summary['steps']:,} steps in {summary['elapsed_s']:.0f}s "
@@ -177,73 +246,28 @@ def pretrain(
 
 
 @app.command()
+@training_command(FinetuneConfig, FINETUNE_FLAGS, FINETUNE_HELP)
 def finetune(
     train_data: Annotated[Path, typer.Argument(metavar="TRAIN", help="Labelled .csv, .tsv or .jsonl file.")],
     base: Annotated[Path, typer.Option(help="Base checkpoint folder from `tinylm pretrain`.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the classifier checkpoint.")],
     val: Annotated[Optional[Path], typer.Option(help="Validation file; default: a stratified split of TRAIN.")] = None,
-    text_column: TextColumn = "text",
-    label_column: LabelColumn = "label",
-    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training data.")] = None,
-    max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: as many whole epochs (up to "
-                                                         "--epochs) as fit.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Documents per forward pass (per process).")] = None,
-    grad_accum: GradAccum = None,
-    seq_len: Annotated[Optional[int], typer.Option(help="Longest document in tokens; longer ones are truncated.")] = None,
-    val_fraction: Annotated[Optional[float], typer.Option(help="Share of TRAIN held out when --val is not given.")] = None,
-    val_every: Annotated[Optional[int], typer.Option(help="Also validate every N steps inside an epoch (long epochs: "
-                                                     "the best point may lie inside one); default: epoch ends.")] = None,
-    pooling: Annotated[Optional[str], typer.Option(help="max (default) or mean of the token states (both learn fast), or cls (BERT's [CLS] pooler).")] = None,
-    class_weights: Annotated[Optional[str], typer.Option(help="none, or balanced: weigh each class in the loss by "
-                                                         "n / (classes x its count), for imbalanced labels.")] = None,
-    long_docs: Annotated[Optional[str], typer.Option(help="truncate: keep a long document's beginning; windows: read "
-                                                     "it in windows of --seq-len (up to 8), averaging their "
-                                                     "predictions (eval and predict follow).")] = None,
-    ema_decay: Annotated[Optional[float], typer.Option(help="Validate and keep a moving average of the weights "
-                                                       "with this decay (default 0.995); 0 keeps the last weights.")] = None,
-    dropout: Annotated[Optional[float], typer.Option(help="Hidden and attention dropout while fine-tuning (default "
-                                                     "0.1; pretraining runs without).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with a \\[train] table.")] = None,
-    precision: Precision = "auto",
-    device: Device = "auto",
-    compile: Compile = False,
-    overwrite: Overwrite = False,
-    resume: Resume = False,
-    save_every: SaveEvery = None,
-    save_minutes: SaveMinutes = 10.0,
-    keep_checkpoints: KeepCheckpoints = 2,
-    on_nan: OnNan = "stop",
-    quiet: Quiet = False,
-    encoding: Encoding = "utf-8",
-    scrub_pii: ScrubPii = False,
-    scrub_vat: ScrubVat = False,
-    record_host: RecordHost = False,
     print_config: PrintConfig = False,
+    *, flags: dict, run: RunOptions,
 ):
     """Fine-tune a base checkpoint for text classification; keeps the epoch with the best validation accuracy.
 
     Documents longer than --seq-len tokens are truncated (the beginning is kept), or read in windows with
     --long-docs windows.
     """
-    from tinylm.finetune import finetune as run
+    from tinylm.finetune import finetune as finetune_classifier
 
-    flags = dict(epochs=epochs, max_minutes=max_minutes, class_weights=class_weights, long_docs=long_docs, lr=lr,
-                 batch_size=batch_size, grad_accum=grad_accum, seq_len=seq_len, val_fraction=val_fraction,
-                 val_every=val_every, seed=seed,
-                 pooling=pooling, ema_decay=ema_decay, dropout=dropout, text_column=text_column,
-                 label_column=label_column)
     cfg = resolve_finetune(config, flags)
     if print_config:
         print(to_toml({"train": cfg}), end="")
         return
-    options = RunOptions(precision=precision, device=device, compile=compile, overwrite=overwrite, resume=resume,
-                         save_every=save_every, save_minutes=save_minutes, keep_checkpoints=keep_checkpoints,
-                         on_nan=on_nan, quiet=quiet, encoding=encoding, command=command_line(),
-                         scrub_kinds=scrub_kinds(scrub_pii, scrub_vat), record_host=record_host)
-    summary = run(train_data, base, out_dir, cfg, val, options)
-    best = summary["best"]
+    best = finetune_classifier(train_data, base, out_dir, cfg, val, run)["best"]
     if rank() == 0:
         out.print(f"best validation accuracy {best['val_accuracy']:.4f} (macro-F1 {best['val_macro_f1']:.4f}) "
                   f"at epoch {best['epoch']} (step {best['step']:,}) -> {out_dir}")
@@ -261,12 +285,11 @@ def evaluate(
                                                      "(`tinylm report` draws eval*.json files of a run folder).")] = None,
     errors_file: Annotated[Optional[Path], typer.Option("--errors", help="Classifier: write the misclassified documents "
                                                         "(.jsonl or .csv) with both labels and the probabilities.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Base checkpoint: seed of the fixed masking (default 0).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Base checkpoint: seed of the fixed masking.", show_default="0")] = None,
     batch_size: Annotated[int, typer.Option(help="Documents (classifier) or packed rows (base) per forward pass.")] = 64,
     encoding: Encoding = "utf-8",
-    device: Device = "auto",
-    precision: Annotated[str, typer.Option(help="Classifier: auto = bf16 where the hardware runs it natively, "
-                                           "else fp32; or fp32, bf16.")] = "auto",
+    device: DeviceOpt = Device.auto,
+    precision: PrecisionOpt = Precision.auto,
 ):
     """Evaluate a checkpoint on held-out data.
 
@@ -283,13 +306,13 @@ def evaluate(
         if errors_file is not None:
             raise TinyLMError(f"--errors lists misclassified documents, but {checkpoint} is a base (MLM) checkpoint; "
                               "give a classifier from `tinylm finetune`")
-        report = evaluate_mlm(checkpoint, data, text_column, batch_size, encoding, seed or 0, device=device)
+        report = evaluate_mlm(checkpoint, data, text_column, batch_size, encoding, seed or 0, device=device.value)
     else:
         if seed is not None:
             raise TinyLMError("--seed is for base (MLM) checkpoints, whose evaluation masks tokens at random; "
                               f"{checkpoint} is a classifier, evaluated deterministically")
         report, rows = evaluate_predictions(checkpoint, data, text_column, label_column, batch_size, encoding,
-                                            device=device, precision=precision)
+                                            device=device.value, precision=precision.value)
         if errors_file is not None:
             errors = [row for row in rows if row["predicted"] != row["label"]]
             write_rows(errors_file, errors, ERROR_COLUMNS, report["labels"])
@@ -339,14 +362,14 @@ def predict(
     encoding: Encoding = "utf-8",
     scrub_pii: Annotated[bool, typer.Option("--scrub-pii", help="Scrub PII from the input (automatic when the "
                                             "classifier was trained with --scrub-pii).")] = False,
-    device: Device = "auto",
-    precision: Precision = "auto",
+    device: DeviceOpt = Device.auto,
+    precision: PrecisionOpt = Precision.auto,
 ):
     """Label new documents: one row per input document, in input order, with the class probabilities."""
     from tinylm.evaluate import check_suffix, predict as run, write_rows
 
     check_suffix(out_file, (".jsonl", ".csv"), "--out")
-    rows = run(checkpoint, data, text_column, id_column, batch_size, encoding, scrub_pii, device, precision)
+    rows = run(checkpoint, data, text_column, id_column, batch_size, encoding, scrub_pii, device.value, precision.value)
     if out_file is None:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
@@ -442,7 +465,18 @@ def inspect(
 
 def main(argv: list[str] | None = None):
     try:
-        app(args=argv, prog_name="tinylm")
+        code = app(args=argv, prog_name="tinylm", standalone_mode=False)
+    except UsageProblem as e:  # a missing or malformed option, a choice that is not one: one line, as ours
+        if type(e).__name__ == "NoArgsIsHelpError":  # plain `tinylm`: the help
+            e.show()
+            sys.exit(e.exit_code)
+        ctx = getattr(e, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        print(f"error: {e.format_message()}{where}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
     except TinyLMError as e:
         if state["debug"]:
             raise
@@ -458,6 +492,7 @@ def main(argv: list[str] | None = None):
         message = " ".join(str(e).split())[:300]
         print(f"error: {type(e).__name__}: {message} (run `tinylm --debug ...` for the traceback)", file=sys.stderr)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)  # an exit code from click (0 after --help, 130 for Ctrl-C)
 
 
 if __name__ == "__main__":

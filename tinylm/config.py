@@ -9,6 +9,7 @@ import dataclasses
 import json
 import tomllib
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -54,74 +55,173 @@ class BertConfig:
         return self
 
 
-@dataclass
-class PretrainConfig:
-    """Masked-language-model pretraining. Keys are the `tinylm pretrain` flag names (dashes as underscores)."""
+class Choice(StrEnum):
+    """A setting with a fixed set of values: the CLI lists and checks them, TOML and JSON hold the plain string."""
 
-    max_steps: int | None = None  # None: derived from epochs, else the preset's default
-    epochs: float | None = None
-    max_minutes: float | None = None  # wall-clock budget; the step count and LR schedule are fitted to it
-    batch_size: int | None = None  # rows per process and forward pass; None: 4,096 tokens' worth (32 rows of 128)
+    @classmethod
+    def values(cls) -> tuple[str, ...]:
+        return tuple(member.value for member in cls)
+
+    @classmethod
+    def check(cls, flag: str, value: str):
+        if value not in cls.values():
+            raise TinyLMError(f"{flag} must be one of {', '.join(cls)}, got {value!r}")
+
+
+class Precision(Choice):
+    auto = "auto"  # bf16 where the hardware runs it natively, else fp32
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Device(Choice):
+    auto = "auto"  # a CUDA GPU when there is one
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class OnNan(Choice):
+    stop = "stop"  # end with an error naming the step and the last good checkpoint
+    skip = "skip"  # drop the batch and go on
+
+
+class EmbeddingInit(Choice):
+    cooccurrence = "cooccurrence"  # word vectors from the corpus's co-occurrence counts (PPMI + SVD)
+    random = "random"  # BERT's N(0, 0.02)
+
+
+class Pooling(Choice):
+    max = "max"
+    mean = "mean"
+    cls = "cls"
+
+
+class LongDocs(Choice):
+    truncate = "truncate"
+    windows = "windows"
+
+
+class ClassWeights(Choice):
+    none = "none"
+    balanced = "balanced"
+
+
+def check_positive(obj, names: tuple[str, ...]):
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value <= 0:
+            raise TinyLMError(f"--{flag(name)} must be positive, got {value}")
+
+
+def check_fraction(name: str, value: float, low_open: bool = False, note: str = ""):
+    """value in [0, 1), or (0, 1) with low_open."""
+    if not (0 < value < 1 if low_open else 0 <= value < 1):
+        raise TinyLMError(f"--{flag(name)} must be in {'(' if low_open else '['}0, 1), got {value:g}{note}")
+
+
+def flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+@dataclass
+class TrainArgs:
+    """What the training loops of both stages share. Each stage embeds one with its own defaults; TOML files and
+    flags name its fields in the stage's flat [train] table."""
+
+    lr: float = 1e-3  # peak learning rate
+    batch_size: int | None = None  # sequences per process and forward pass
     grad_accum: int = 1  # micro-batches per step on each process; a step's global batch is x grad_accum x processes
-    lr: float = 1e-3
-    seq_len: int | None = None  # tokens per row; None: fitted to the corpus's documents (pretrain.fitted_seq_len)
-    seed: int = 0
+    seq_len: int | None = None  # tokens per sequence
+    max_minutes: float | None = None  # wall-clock budget; the step count and LR schedule are fitted to it
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    # BERT masked 15%; at a budget of a few thousand steps twice the predictions per step learn faster (Wettig et
-    # al., 2022, "Should You Mask 15% in Masked Language Modeling?"). TREC/AG News/SST-2 probe: see README.
-    mlm_probability: float = 0.3
-    # "cooccurrence": word embeddings start as PPMI + SVD vectors of the corpus (pretrain.cooccurrence_embeddings),
-    # so that words used alike start alike; "random": BERT's N(0, 0.02)
-    embedding_init: str = "cooccurrence"
-    # Rows held out of training (at most 256) and scored every val_every steps: the MLM loss on text the model has
-    # not seen, next to the training loss on text it has. A small corpus seen for many epochs is memorised.
-    val_fraction: float = 0.05
-    val_every: int = 200
-    text_column: str = "text"
+    seed: int = 0
+    val_every: int | None = None  # steps between validations
     log_every: int = 10
+    text_column: str = "text"
+
+    def __post_init__(self):
+        check_positive(self, ("lr", "batch_size", "grad_accum", "seq_len", "max_minutes", "val_every", "log_every"))
+
+
+class StageConfig:
+    """A stage's settings: its own fields and its TrainArgs, built, read and written as one flat table."""
+
+    train: TrainArgs
+
+    @classmethod
+    def of(cls, **values):
+        """The stage's defaults with `values` (flat: the stage's and TrainArgs' field names) over them."""
+        return from_dict(cls, values, "arguments")
+
+    def flat(self) -> dict:
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "train"}
+        return {**dataclasses.asdict(self.train), **own}
 
 
 @dataclass
-class FinetuneConfig:
+class PretrainConfig(StageConfig):
+    """Masked-language-model pretraining. Keys are the `tinylm pretrain` flag names (dashes as underscores)."""
+
+    train: TrainArgs = field(default_factory=lambda: TrainArgs(lr=1e-3, val_every=200))
+    max_steps: int | None = None  # None: derived from epochs, else the preset's default
+    epochs: float | None = None
+    # BERT masked 15%; at a budget of a few thousand steps twice the predictions per step learn faster (Wettig et
+    # al., 2022, "Should You Mask 15% in Masked Language Modeling?"); see docs/pretraining.md.
+    mlm_probability: float = 0.3
+    embedding_init: str = EmbeddingInit.cooccurrence.value
+    # Rows held out of training (at most 256) and scored every val_every steps: the MLM loss on text the model has
+    # not seen, next to the training loss on text it has. A small corpus seen for many epochs is memorised.
+    val_fraction: float = 0.05
+
+    def __post_init__(self):
+        check_positive(self, ("max_steps", "epochs"))
+        check_fraction("mlm_probability", self.mlm_probability, low_open=True)
+        EmbeddingInit.check("--embedding-init", self.embedding_init)
+        check_fraction("val_fraction", self.val_fraction, note=" (0 holds nothing out)")
+        if self.train.seq_len is not None and self.train.seq_len < 2:
+            raise TinyLMError(f"--seq-len must be at least 2 ([CLS] and one token), got {self.train.seq_len}")
+
+
+@dataclass
+class FinetuneConfig(StageConfig):
     """Sequence-classification fine-tuning. Keys are the `tinylm finetune` flag names."""
 
-    epochs: int = 10
-    max_minutes: float | None = None  # wall-clock budget: as many whole epochs (up to `epochs`) as fit
-    batch_size: int = 32  # per process and forward pass; a step's global batch is x grad_accum x processes
-    grad_accum: int = 1
-    lr: float = 5e-4  # small encoders trained from scratch want more than BERT-base's 2e-5..1e-4
-    seq_len: int | None = None  # None: 256, or the base model's max_position_embeddings if smaller
-    pooling: str = "max"  # "max" or "mean" of the token states, or BERT's "cls"
-    class_weights: str = "none"  # or "balanced": each class weighs n / (k * n_class) in the loss
-    long_docs: str = "truncate"  # or "windows": read long documents in windows (mean of their probabilities)
+    # small encoders trained from scratch want a higher rate than BERT-base's 2e-5..1e-4
+    train: TrainArgs = field(default_factory=lambda: TrainArgs(lr=5e-4, batch_size=32, warmup_ratio=0.1))
+    epochs: int = 10  # with max_minutes: as many whole epochs (up to this) as fit
+    pooling: str = Pooling.max.value  # of the token states, or BERT's [CLS] pooler
+    class_weights: str = ClassWeights.none.value  # balanced: each class weighs n / (k * n_class) in the loss
+    long_docs: str = LongDocs.truncate.value  # windows: read long documents in windows (mean of their probabilities)
     ema_decay: float = 0.995  # validate and keep a moving average of the weights (0: the last weights)
     dropout: float = 0.1  # hidden and attention dropout while fine-tuning, whatever the base was pretrained with
-    seed: int = 0
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
     val_fraction: float = 0.1
-    val_every: int | None = None  # steps between validations inside an epoch (None: at every epoch's end only)
-    text_column: str = "text"
     label_column: str = "label"
-    log_every: int = 10
+
+    def __post_init__(self):
+        check_positive(self, ("epochs",))
+        Pooling.check("--pooling", self.pooling)
+        ClassWeights.check("--class-weights", self.class_weights)
+        LongDocs.check("--long-docs", self.long_docs)
+        check_fraction("ema_decay", self.ema_decay, note=" (0 keeps the last weights)")
+        check_fraction("dropout", self.dropout)
+        check_fraction("val_fraction", self.val_fraction, low_open=True)
 
 
 @dataclass
 class RunOptions:
     """How a training run is carried out, not what it learns: hardware, output folder, checkpoints, safety."""
 
-    precision: str = "auto"  # auto: bf16 where the hardware runs it natively, else fp32
-    device: str = "auto"
+    precision: str = Precision.auto.value
+    device: str = Device.auto.value
     compile: bool = False  # torch.compile the model
     overwrite: bool = False
     resume: bool = False
     save_every: int | None = None  # steps between resumable checkpoints
     save_minutes: float | None = 10.0  # minutes between resumable checkpoints
     keep_checkpoints: int = 2
-    on_nan: str = "stop"  # or "skip"
+    on_nan: str = OnNan.stop.value
     quiet: bool = False
     encoding: str = "utf-8"
     command: str = ""
@@ -129,57 +229,15 @@ class RunOptions:
     record_host: bool = False
     cache_dir: Path | None = None  # token shards; default $TINYLM_CACHE or ~/.cache/tinylm
 
-    def check(self):
-        if self.save_every is not None and self.save_every <= 0:
-            raise TinyLMError(f"--save-every must be positive, got {self.save_every}")
-        if self.save_minutes is not None and self.save_minutes <= 0:
-            raise TinyLMError(f"--save-minutes must be positive, got {self.save_minutes}")
+    def __post_init__(self):
+        Precision.check("--precision", self.precision)
+        Device.check("--device", self.device)
+        OnNan.check("--on-nan", self.on_nan)
+        check_positive(self, ("save_every", "save_minutes"))
         if self.keep_checkpoints < 1:
             raise TinyLMError(f"--keep-checkpoints must be at least 1, got {self.keep_checkpoints}")
-        if self.on_nan not in ("stop", "skip"):
-            raise TinyLMError(f"--on-nan must be stop or skip, got {self.on_nan!r}")
         if self.resume and self.overwrite:
             raise TinyLMError("--resume continues the run in --out and --overwrite replaces it: give one of them")
-        return self
-
-
-@dataclass
-class Preset:
-    model: BertConfig
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-
-
-def preset_model(**sizes) -> BertConfig:
-    """Pretraining runs without dropout: with a budget of steps the model underfits, and dropout only slows it
-    down (Geiping & Goldstein, 2022, "Cramming"). Fine-tuning puts it back (FinetuneConfig.dropout)."""
-    return BertConfig(**sizes, max_position_embeddings=512, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-
-
-PRESETS: dict[str, Preset] = {
-    # For tests and the demo: trains in seconds to minutes on a 2-core CPU.
-    "tiny": Preset(
-        preset_model(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256),
-        PretrainConfig(max_steps=600, lr=2e-3),
-    ),
-    # For a budget of minutes on a laptop CPU: 2.6x the tokens/s of `small` (12.3k against 4.7k on 2 cores). In 15
-    # minutes `small` gets ~1,000 steps and barely leaves the unigram plateau of MLM loss; this size gets ~2,700,
-    # and a better classifier from them (AG News, validation split of train, a probe of 3,500 against 1,000
-    # steps: 0.911 against 0.877).
-    "mini": Preset(
-        preset_model(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512),
-        PretrainConfig(max_steps=1200, lr=1e-3),
-    ),
-    # A sensible start on a laptop CPU, given an hour.
-    "small": Preset(
-        preset_model(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
-        PretrainConfig(max_steps=300, lr=1e-3),
-    ),
-    # BERT-base sizes (Devlin et al., 2019): for a GPU, or patience.
-    "base": Preset(
-        preset_model(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
-        PretrainConfig(max_steps=10000, lr=1e-4),
-    ),
-}
 
 
 def _check_type(value: Any, annotation: str, where: str) -> Any:
@@ -199,20 +257,25 @@ def _check_type(value: Any, annotation: str, where: str) -> Any:
 
 
 def from_dict(cls, data: dict, source: str, base=None, allow_extra: bool = False):
-    """Build dataclass `cls` from `data` over the defaults in `base`; unknown keys are an error that names them."""
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
+    """Build dataclass `cls` from `data` over the defaults in `base` (or the class's own); unknown keys are an error
+    that names them. A stage config takes its TrainArgs' fields flat, beside its own. Invalid values are one error
+    naming the source."""
+    known = {f.name: f for f in fields(cls) if f.name != "train"}
+    nested = {f.name: f for f in fields(TrainArgs)} if issubclass(cls, StageConfig) else {}
+    unknown = sorted(set(data) - set(known) - set(nested))
     if unknown and not allow_extra:
-        raise TinyLMError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
-    values = dataclasses.asdict(base) if base is not None else {}
-    for name, value in data.items():
-        if name in known:
-            values[name] = _check_type(value, str(known[name].type), f"{source}: {name}")
-    return cls(**values)
-
-
-def to_dict(obj) -> dict:
-    return dataclasses.asdict(obj)
+        raise TinyLMError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: "
+                          f"{', '.join([*nested, *known])}")
+    base = base if base is not None else cls()
+    try:
+        own = {name: _check_type(data[name], str(f.type), f"{source}: {name}") for name, f in known.items() if name in data}
+        if not nested:
+            return dataclasses.replace(base, **own)
+        train = {name: _check_type(data[name], str(f.type), f"{source}: {name}")
+                 for name, f in nested.items() if name in data}
+        return dataclasses.replace(base, train=dataclasses.replace(base.train, **train), **own)
+    except TinyLMError as e:
+        raise e if str(e).startswith(source) else TinyLMError(f"{source}: {e}") from None
 
 
 def read_toml(path: Path) -> dict:
@@ -233,6 +296,9 @@ def resolve_pretrain(preset: str, config_file: Path | None, flags: dict) -> tupl
     """Preset, then the TOML file, then the flags that were given (None = not given)."""
     if preset not in PRESETS:
         raise TinyLMError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    given = {k: v for k, v in flags.items() if v is not None}
+    if given.get("max_steps") is not None and given.get("epochs") is not None:
+        raise TinyLMError("give --max-steps or --epochs, not both")
     model, train = PRESETS[preset].model, PRESETS[preset].pretrain
     chosen = set()
     if config_file is not None:
@@ -240,11 +306,10 @@ def resolve_pretrain(preset: str, config_file: Path | None, flags: dict) -> tupl
         model = from_dict(BertConfig, data.get("model", {}), f"{config_file} [model]", base=model)
         train = from_dict(PretrainConfig, data.get("train", {}), f"{config_file} [train]", base=train)
         chosen |= set(data.get("train", {}))
-    given = {k: v for k, v in flags.items() if v is not None}
     train = from_dict(PretrainConfig, given, "command line", base=train)
     chosen |= set(given)
     if chosen & {"epochs", "max_minutes"} and "max_steps" not in chosen:
-        train.max_steps = None  # not the preset's: the epochs or the time budget decide the length
+        train = dataclasses.replace(train, max_steps=None)  # not the preset's: the epochs or the budget decide
     return model, train
 
 
@@ -258,19 +323,13 @@ def resolve_finetune(config_file: Path | None, flags: dict) -> FinetuneConfig:
     return from_dict(FinetuneConfig, {k: v for k, v in flags.items() if v is not None}, "command line", base=train)
 
 
-def check_positive(obj, names: tuple[str, ...], source: str = "command line"):
-    for name in names:
-        value = getattr(obj, name)
-        if value is not None and value <= 0:
-            raise TinyLMError(f"{source}: --{name.replace('_', '-')} must be positive, got {value}")
-
-
 def to_toml(tables: dict[str, Any]) -> str:
     """Dataclasses as TOML tables that read_toml/from_dict read back to the same values (None stays unset)."""
     lines = []
     for name, obj in tables.items():
         lines.append(f"[{name}]")
-        for key, value in to_dict(obj).items():
+        values = obj.flat() if isinstance(obj, StageConfig) else dataclasses.asdict(obj)
+        for key, value in values.items():
             if value is None:
                 lines.append(f"# {key} is unset")
             elif isinstance(value, bool):
@@ -283,5 +342,38 @@ def to_toml(tables: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def dumps(obj) -> str:
-    return json.dumps(to_dict(obj) if dataclasses.is_dataclass(obj) else obj, indent=2, sort_keys=False)
+@dataclass
+class Preset:
+    model: BertConfig
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+def preset_model(**sizes) -> BertConfig:
+    """Pretraining runs without dropout: with a budget of steps the model underfits, and dropout only slows it
+    down (Geiping & Goldstein, 2022, "Cramming"). Fine-tuning puts it back (FinetuneConfig.dropout)."""
+    return BertConfig(**sizes, max_position_embeddings=512, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+PRESETS: dict[str, Preset] = {
+    # For tests and the demo: trains in seconds to minutes on a 2-core CPU.
+    "tiny": Preset(
+        preset_model(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256),
+        PretrainConfig.of(max_steps=600, lr=2e-3),
+    ),
+    # For a budget of minutes on a laptop CPU: in a short budget `small` gets too few steps to leave the unigram
+    # plateau of the MLM loss, and this size, several times faster, learns more (docs/pretraining.md).
+    "mini": Preset(
+        preset_model(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512),
+        PretrainConfig.of(max_steps=1200, lr=1e-3),
+    ),
+    # A sensible start on a laptop CPU, given an hour.
+    "small": Preset(
+        preset_model(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+        PretrainConfig.of(max_steps=300, lr=1e-3),
+    ),
+    # BERT-base sizes (Devlin et al., 2019): for a GPU, or patience.
+    "base": Preset(
+        preset_model(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+        PretrainConfig.of(max_steps=10000, lr=1e-4),
+    ),
+}

@@ -13,6 +13,7 @@ import torch
 from tokenizers import Tokenizer
 
 from tinylm.errors import TinyLMError
+from tinylm.tokenizer import CLS, PAD, SEP
 
 FORMATS_HELP = (
     "DATA is a folder of .txt files (one document per file), a .txt file (one document per non-empty line), "
@@ -171,13 +172,13 @@ def read_texts(paths, text_column: str = "text", encoding: str = "utf-8") -> lis
 
 def encode_plain(tokenizer: Tokenizer, texts: list[str]):
     """Token ids without special tokens, encoded in parallel. encode_batch_fast (tokenizers >= 0.21) skips the
-    character offsets, which nothing here needs: ~9% faster."""
+    character offsets, which nothing here needs."""
     return getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)(texts, add_special_tokens=False)
 
 
 def token_stream(tokenizer: Tokenizer, texts: list[str], dtype=np.int64) -> np.ndarray:
     """Every document's ids followed by [SEP], concatenated; encoded in parallel by tokenizers."""
-    sep_id = tokenizer.token_to_id("[SEP]")
+    sep_id = tokenizer.token_to_id(SEP)
     encodings = encode_plain(tokenizer, texts)
     pieces = [np.asarray(enc.ids + [sep_id], dtype=dtype) for enc in encodings if enc.ids]
     return np.concatenate(pieces) if pieces else np.empty(0, dtype=dtype)
@@ -188,8 +189,8 @@ def pack_documents(tokenizer: Tokenizer, texts: list[str], seq_len: int) -> np.n
     stream = token_stream(tokenizer, texts)
     if stream.size == 0:
         raise TinyLMError("the corpus produced no tokens")
-    rows = PackedRows(stream, seq_len, tokenizer.token_to_id("[CLS]"),
-                      tokenizer.token_to_id("[PAD]"))
+    rows = PackedRows(stream, seq_len, tokenizer.token_to_id(CLS),
+                      tokenizer.token_to_id(PAD))
     return rows.take(np.arange(len(rows)))
 
 
@@ -272,7 +273,6 @@ def encode_documents(tokenizer: Tokenizer, texts: list[str], seq_len: int) -> li
         tokenizer.no_truncation()
 
 
-LONG_DOCS = ("truncate", "windows")
 MAX_WINDOWS = 8  # windows per document: a very long document must not outweigh the others in training
 
 
@@ -280,7 +280,7 @@ def encode_windows(tokenizer: Tokenizer, texts: list[str], seq_len: int,
                    max_windows: int = MAX_WINDOWS) -> tuple[list[list[int]], list[int]]:
     """Each document as consecutive [CLS] piece [SEP] windows of up to seq_len tokens, covering its first
     max_windows * (seq_len - 2) tokens. Returns (windows, the index of the document each window comes from)."""
-    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    cls_id, sep_id = tokenizer.token_to_id(CLS), tokenizer.token_to_id(SEP)
     body = seq_len - 2
     windows, owners = [], []
     for i, enc in enumerate(encode_plain(tokenizer, texts)):

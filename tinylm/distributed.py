@@ -18,6 +18,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from tinylm.devices import console, resolve_device
 from tinylm.errors import Interrupted, TinyLMError
 
 TIMEOUT = timedelta(minutes=60)  # rank 0 validates and saves alone; the others wait that long at most
@@ -66,6 +67,10 @@ class World:
         dist.all_reduce(tensor)
         return tensor.tolist()
 
+    def all_sum_named(self, values: dict[str, float]) -> dict[str, float]:
+        """all_sum of named values."""
+        return dict(zip(values, self.all_sum(list(values.values()))))
+
     def barrier(self):
         if self.size > 1:
             dist.barrier(device_ids=[self.device.index]) if self.backend == "nccl" else dist.barrier()
@@ -98,8 +103,6 @@ def start(device: str = "auto") -> World:
     local rank. The environment variable TINYLM_BACKEND=gloo|nccl overrides the choice of backend (gloo lets
     several processes share one GPU, e.g. to test the multi-process path on a single GPU).
     """
-    from tinylm.train import console, resolve_device
-
     size, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     chosen = resolve_device(device)

@@ -12,14 +12,15 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from tinylm.checkpoint import ARGS_FILE, load_checkpoint
-from tinylm.data import LONG_DOCS, encode_for_classification, pack_documents, pad_batch, read_records, read_texts
+from tinylm.checkpoint import load_checkpoint
+from tinylm.devices import autocast, resolve_device, resolve_precision
+from tinylm.config import LongDocs
+from tinylm.data import encode_for_classification, pack_documents, pad_batch, read_records, read_texts
 from tinylm.errors import TinyLMError
-from tinylm.inspection import read_json
+from tinylm.files import ARGS_FILE, read_json, write_json
 from tinylm.masking import mask_rows, special_positions
 from tinylm.pii import DEFAULT_KINDS, scrub_all
-from tinylm.tokenizer import SPECIAL_TOKENS
-from tinylm.train import autocast, resolve_device, resolve_precision
+from tinylm.tokenizer import PAD, special_ids
 
 ERROR_COLUMNS = ["where", "text", "label", "predicted", "probability"]  # then one p_<label> column per class
 
@@ -37,7 +38,7 @@ def predict_proba(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, b
     sequences, owners = encode_for_classification(tokenizer, texts, seq_len, long_docs)
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     probs = torch.empty(len(sequences), model.num_labels)  # a normal tensor: callers may edit it in place
-    pad_id = tokenizer.token_to_id("[PAD]")
+    pad_id = tokenizer.token_to_id(PAD)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         input_ids, attention_mask = pad_batch([sequences[i] for i in chunk], pad_id)
@@ -79,7 +80,7 @@ def checkpoint_seq_len(ckpt_dir: Path, model) -> int:
     """The sequence length the checkpoint was trained with (its training_args.json), else its position limit."""
     limit = model.config.max_position_embeddings
     try:
-        return min(int(read_json(Path(ckpt_dir) / ARGS_FILE)["train"]["seq_len"]), limit)
+        return min(int(read_json(Path(ckpt_dir) / ARGS_FILE, default={})["train"]["seq_len"]), limit)
     except (ValueError, KeyError, TypeError):
         return limit
 
@@ -87,15 +88,15 @@ def checkpoint_seq_len(ckpt_dir: Path, model) -> int:
 def checkpoint_long_docs(ckpt_dir: Path) -> str:
     """How the classifier read documents longer than its sequence length in training: truncate or windows."""
     try:
-        mode = read_json(Path(ckpt_dir) / ARGS_FILE)["train"].get("long_docs", "truncate")
+        mode = read_json(Path(ckpt_dir) / ARGS_FILE, default={})["train"].get("long_docs", "truncate")
     except (KeyError, TypeError, AttributeError):
         return "truncate"
-    return mode if mode in LONG_DOCS else "truncate"
+    return mode if mode in LongDocs.values() else LongDocs.truncate.value
 
 
 def checkpoint_scrub_kinds(ckpt_dir: Path) -> tuple[str, ...]:
     """The PII kinds the checkpoint's training data was scrubbed of: inference must see the same placeholders."""
-    return tuple(read_json(Path(ckpt_dir) / ARGS_FILE).get("scrub_pii") or ())
+    return tuple(read_json(Path(ckpt_dir) / ARGS_FILE, default={}).get("scrub_pii") or ())
 
 
 def scrubbed_texts(ckpt_dir: Path, texts: list[str], also: bool = False) -> list[str]:
@@ -139,14 +140,6 @@ def evaluate_predictions(ckpt_dir: Path, data: Path, text_column: str = "text", 
     return report, rows
 
 
-def evaluate(ckpt_dir: Path, data: Path, text_column: str = "text", label_column: str = "label",
-             batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False, device: str = "cpu",
-             precision: str = "fp32") -> dict:
-    """accuracy, macro_f1, n, labels, per_class and confusion of a classifier on labelled data."""
-    return evaluate_predictions(ckpt_dir, data, text_column, label_column, batch_size, encoding, scrub_pii, device,
-                                precision)[0]
-
-
 def predict(ckpt_dir: Path, data: Path, text_column: str = "text", id_column: str | None = None,
             batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False, device: str = "cpu",
             precision: str = "fp32") -> list[dict]:
@@ -173,7 +166,7 @@ def mlm_metrics(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, mlm
     """n_tokens predicted, masked-token accuracy, mean cross-entropy and perplexity = exp(cross-entropy) of
     `texts`, packed as in pretraining (see masked_lm_metrics)."""
     input_ids = torch.from_numpy(pack_documents(tokenizer, texts, seq_len))
-    ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
+    ids = special_ids(tokenizer)
     metrics = masked_lm_metrics(model, input_ids, ids, tokenizer.get_vocab_size(), mlm_probability, seed,
                                 batch_size, device)
     if metrics is None:
@@ -220,7 +213,7 @@ def evaluate_mlm(ckpt_dir: Path, data: Path, text_column: str = "text", batch_si
     model, tokenizer, _ = load_checkpoint(ckpt_dir, expect_kind="mlm")
     texts = scrubbed_texts(ckpt_dir, read_texts(data, text_column, encoding))
     if mlm_probability is None:
-        recorded = read_json(Path(ckpt_dir) / ARGS_FILE).get("train")
+        recorded = read_json(Path(ckpt_dir) / ARGS_FILE, default={}).get("train")
         mlm_probability = recorded.get("mlm_probability", 0.15) if isinstance(recorded, dict) else 0.15
     if not isinstance(mlm_probability, (int, float)) or not 0 < mlm_probability < 1:
         raise TinyLMError(f"mlm_probability must be in (0, 1), got {mlm_probability!r}")
@@ -255,6 +248,6 @@ def write_rows(path: Path, rows: list[dict], columns: list[str], labels: list[st
 
 def write_report(path: Path, report: dict):
     try:
-        Path(path).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_json(path, report)
     except OSError as e:
         raise TinyLMError(f"cannot write {path}: {e.strerror}") from None

@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import math
-import shutil
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from tinylm.checkpoint import RUN_CONFIG, load_checkpoint, save_checkpoint
-from tinylm.config import FinetuneConfig, RunOptions, check_positive, to_toml
 from tinylm import distributed
-from tinylm.data import LONG_DOCS, Record, encode_for_classification, pad_batch, read_records
+from tinylm.checkpoint import load_checkpoint, save_checkpoint
+from tinylm.config import ClassWeights, FinetuneConfig, RunOptions, to_toml
+from tinylm.data import Record, encode_for_classification, pad_batch, read_records
+from tinylm.devices import console, resolve_precision
 from tinylm.distributed import Layout, World
 from tinylm.errors import TinyLMError
+from tinylm.files import RUN_CONFIG
 from tinylm.evaluate import classification_report, predict_proba
-from tinylm.model import POOLINGS, BertForSequenceClassification
+from tinylm.model import BertForSequenceClassification
 from tinylm.pii import scrub
-from tinylm.pretrain import batch_identity, describe_batch, loop_config, prepare_out_dir, resolve_scrub
-from tinylm.provenance import build_manifest, file_records, now, parent_record, scrub_record
-from tinylm.state import checkpoint_root
-from tinylm.train import Batch, console, derived_seed, resolve_precision, train
+from tinylm.provenance import build_manifest, file_records, now, parent_record, resolve_scrub, scrub_record
+from tinylm.state import remove_checkpoints
+from tinylm.tokenizer import PAD
+from tinylm.train import Batch, Plan, batch_identity, derived_seed, describe_batch, prepare_out_dir, train
 
 
 def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -122,124 +123,155 @@ def scrub_records(records: list[Record], kinds: tuple[str, ...]) -> dict[str, in
 
 def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfig, val_path: Path | None = None,
              run: RunOptions | None = None) -> dict:
-    """Fine-tune the base encoder with a classification head; keep the epoch (or, with cfg.val_every, the point
+    """Fine-tune the base encoder with a classification head; keep the epoch (or, with val_every, the point
     inside one) with the best validation accuracy (of the weights' moving average, unless cfg.ema_decay is 0).
 
     A resumable checkpoint is saved at the end of every epoch (and as run.save_every / save_minutes ask).
     Under torchrun, every process runs this with the same arguments (see tinylm.distributed).
     """
-    run = (run or RunOptions()).check()
+    run = run or RunOptions()
     with distributed.session(run.device) as world:
         return _finetune(train_path, base_dir, out_dir, cfg, val_path, run, world)
 
 
 def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfig, val_path: Path | None,
               run: RunOptions, world: World) -> dict:
-    encoding = run.encoding
-    check_positive(cfg, ("epochs", "max_minutes", "batch_size", "grad_accum", "lr", "seq_len", "log_every", "val_every"))
-    if cfg.pooling not in POOLINGS:
-        raise TinyLMError(f"--pooling must be one of {', '.join(POOLINGS)}, got {cfg.pooling!r}")
-    if cfg.long_docs not in LONG_DOCS:
-        raise TinyLMError(f"--long-docs must be truncate or windows, got {cfg.long_docs!r}")
-    if cfg.class_weights not in ("none", "balanced"):
-        raise TinyLMError(f"--class-weights must be none or balanced, got {cfg.class_weights!r}")
-    if not 0 <= cfg.ema_decay < 1:
-        raise TinyLMError(f"--ema-decay must be in [0, 1), got {cfg.ema_decay:g} (0 keeps the last weights)")
-    if not 0 <= cfg.dropout < 1:
-        raise TinyLMError(f"--dropout must be in [0, 1), got {cfg.dropout:g}")
-    if not 0 < cfg.val_fraction < 1:
-        raise TinyLMError(f"--val-fraction must be in (0, 1), got {cfg.val_fraction}")
     started = now()
     base, tokenizer, _ = load_checkpoint(base_dir, expect_kind="mlm")
     scrub_kinds = resolve_scrub(run.scrub_kinds, base_dir, tokenizer)
-    if cfg.seq_len is None:
-        cfg.seq_len = min(256, base.config.max_position_embeddings)
-    if cfg.seq_len > base.config.max_position_embeddings:
-        raise TinyLMError(f"--seq-len {cfg.seq_len} exceeds the model's max_position_embeddings "
-                          f"{base.config.max_position_embeddings}")
-    records = [r for r in read_records(train_path, cfg.text_column, cfg.label_column, encoding=encoding) if r.text.strip()]
-    labels = sorted({r.label for r in records})
-    if len(labels) < 2:
-        raise TinyLMError(f"{train_path} has only one label ({labels[0]!r}); a classifier needs at least two")
-    label2id = {label: i for i, label in enumerate(labels)}
-    if val_path is not None:
-        val_records = read_records(val_path, cfg.text_column, cfg.label_column, encoding=encoding)
-        unseen = sorted({r.label for r in val_records} - set(labels))
-        if unseen:
-            raise TinyLMError(f"--val {val_path} has label(s) {', '.join(map(repr, unseen))} that the training data lacks")
-        train_records = records
-    else:
-        train_idx, val_idx = stratified_split([r.label for r in records], cfg.val_fraction, cfg.seed)
-        train_records, val_records = [records[i] for i in train_idx], [records[i] for i in val_idx]
-    inputs, hashing_s = file_records([train_path, *([val_path] if val_path else [])])
-    for record, role in zip(inputs, ("train", "validation")):
-        record["role"] = role  # the validation file picks the saved epoch but is never trained on
-    scrub_counts = None
-    if scrub_kinds:
-        scrub_counts = scrub_records([*records, *(val_records if val_path else [])], scrub_kinds)
+    cfg = resolve_seq_len(cfg, base.config.max_position_embeddings)
+    data = LabelledData.read(train_path, val_path, cfg, run.encoding)
+    scrub_counts = data.scrub(scrub_kinds) if scrub_kinds else None
     log = prepare_out_dir(out_dir, run, world)
-    dev = world.device
-    resolved_precision = resolve_precision(run.precision, dev)
-
+    precision = resolve_precision(run.precision, world.device)
     if world.is_main:
         (Path(out_dir) / RUN_CONFIG).write_text(to_toml({"train": cfg}), encoding="utf-8")
-    torch.manual_seed(cfg.seed)
-    config = replace(base.config, hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
-    model = BertForSequenceClassification(config, num_labels=len(labels), pooling=cfg.pooling)
-    model.bert.load_state_dict(base.bert.state_dict(), strict=False)  # the pooler is new, as in BERT fine-tuning
+    model = classifier_from_base(base, cfg, len(data.labels))
     del base
-    sequences, owners = encode_for_classification(tokenizer, [r.text for r in train_records], cfg.seq_len,
+    sequences, owners = encode_for_classification(tokenizer, [r.text for r in data.train], cfg.train.seq_len,
                                                   cfg.long_docs)  # with windows, each window carries its label
-    targets = [label2id[train_records[i].label] for i in owners]
-    weights = balanced_weights(targets, len(labels)) if cfg.class_weights == "balanced" else None
-    batches = ClassificationBatches(sequences, targets, cfg.batch_size, cfg.seed, tokenizer.token_to_id("[PAD]"),
-                                    weights, world.layout(cfg.grad_accum))
-    steps_per_epoch = batches.steps_per_epoch
-    console.print(f"fine-tuning on {len(train_records):,} documents ({len(labels)} labels), validating on "
-                  f"{len(val_records):,}; {cfg.epochs} epochs of {steps_per_epoch} steps, "
-                  f"{describe_batch(cfg, world, 'documents')}, {resolved_precision} on {dev.type}")
-
-    id2label = dict(enumerate(labels))
+    targets = [data.label2id[data.train[i].label] for i in owners]
+    weights = balanced_weights(targets, len(data.labels)) if cfg.class_weights == ClassWeights.balanced else None
+    batches = ClassificationBatches(sequences, targets, cfg.train.batch_size, cfg.train.seed, tokenizer.token_to_id(PAD),
+                                    weights, world.layout(cfg.train.grad_accum))
+    console.print(f"fine-tuning on {len(data.train):,} documents ({len(data.labels)} labels), validating on "
+                  f"{len(data.val):,}; {cfg.epochs} epochs of {batches.steps_per_epoch} steps, "
+                  f"{describe_batch(cfg.train, world, 'documents')}, {precision} on {world.device.type}")
+    inputs, hashing_s = data.file_records()
     args = {"stage": "finetune", "command": run.command, "train_data": str(train_path), "base": str(base_dir),
-            "val_data": str(val_path) if val_path else None, "precision": resolved_precision, "train": asdict(cfg),
-            "processes": world.size, "scrub_pii": list(scrub_kinds or [])}  # predict and eval read this and scrub their input the same way
+            "val_data": str(val_path) if val_path else None, "precision": precision, "train": cfg.flat(),
+            "processes": world.size, "scrub_pii": list(scrub_kinds or [])}  # predict and eval scrub their input alike
     manifest = dict(kind="classifier", inputs=inputs, parents=[parent_record(base_dir, "base")],
-                    config={**args, "labels": labels}, command=run.command, started=started, record_host=run.record_host,
-                    scrub=scrub_record(scrub_kinds, scrub_counts), hashing_s=hashing_s)
-    best = {"val_accuracy": -1.0}
+                    config={**args, "labels": data.labels}, command=run.command, started=started,
+                    record_host=run.record_host, scrub=scrub_record(scrub_kinds, scrub_counts), hashing_s=hashing_s)
+    plan = Plan(cfg.epochs * batches.steps_per_epoch, precision, "finetune", batches.steps_per_epoch, cfg.ema_decay,
+                save_at_epoch_end=True)
+    best = BestEpoch(model, tokenizer, data, cfg, world, out_dir, args, manifest, plan)
+    identity = {"inputs": [r["sha256"] for r in inputs], "base": parent_record(base_dir, "base")["sha256"],
+                "train": batch_identity(cfg, world), "precision": precision, "labels": data.labels}
+    summary = train(model, batches, cfg.train, plan, log, run, world, Path(out_dir), identity,
+                    on_validate=best.validate, stage_state=best.best)
+    if world.is_main:  # the run is complete: its best model is the hand-off
+        remove_checkpoints(out_dir)
+    prior = prior_loss(targets, len(data.labels), weights)
+    warn_if_nothing_learnt(summary, prior, cfg)
+    return {**summary, "best": best.best, "prior_loss": prior}
 
-    def validate(epoch: int, step: int) -> dict:
+
+def resolve_seq_len(cfg: FinetuneConfig, limit: int) -> FinetuneConfig:
+    """The documents' length in tokens: 256 unless given, at most the base's position limit."""
+    if cfg.train.seq_len is None:
+        return replace(cfg, train=replace(cfg.train, seq_len=min(256, limit)))
+    if cfg.train.seq_len > limit:
+        raise TinyLMError(f"--seq-len {cfg.train.seq_len} exceeds the model's max_position_embeddings {limit}")
+    return cfg
+
+
+def classifier_from_base(base, cfg: FinetuneConfig, num_labels: int) -> BertForSequenceClassification:
+    """The base's encoder under a fresh classification head (the pooler is new too, as in BERT fine-tuning), with
+    the fine-tuning dropout."""
+    torch.manual_seed(cfg.train.seed)
+    config = replace(base.config, hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
+    model = BertForSequenceClassification(config, num_labels=num_labels, pooling=cfg.pooling)
+    model.bert.load_state_dict(base.bert.state_dict(), strict=False)
+    return model
+
+
+class LabelledData:
+    """The training and validation documents (a stratified split of TRAIN unless a validation file is given)
+    and the labels, sorted."""
+
+    def __init__(self, paths: list[Path], train: list[Record], val: list[Record], labels: list[str], split: bool):
+        self.paths, self.train, self.val, self.labels, self.split = paths, train, val, labels, split
+        self.label2id = {label: i for i, label in enumerate(labels)}
+
+    @classmethod
+    def read(cls, train_path: Path, val_path: Path | None, cfg: FinetuneConfig, encoding: str) -> "LabelledData":
+        records = [r for r in read_records(train_path, cfg.train.text_column, cfg.label_column, encoding=encoding)
+                   if r.text.strip()]
+        labels = sorted({r.label for r in records})
+        if len(labels) < 2:
+            raise TinyLMError(f"{train_path} has only one label ({labels[0]!r}); a classifier needs at least two")
+        if val_path is None:
+            train_idx, val_idx = stratified_split([r.label for r in records], cfg.val_fraction, cfg.train.seed)
+            return cls([train_path], [records[i] for i in train_idx], [records[i] for i in val_idx], labels, True)
+        val = read_records(val_path, cfg.train.text_column, cfg.label_column, encoding=encoding)
+        unseen = sorted({r.label for r in val} - set(labels))
+        if unseen:
+            raise TinyLMError(f"--val {val_path} has label(s) {', '.join(map(repr, unseen))} that the training data lacks")
+        return cls([train_path, val_path], records, val, labels, False)
+
+    def scrub(self, kinds: tuple[str, ...]) -> dict[str, int]:
+        """Scrub the text in place (the split is made first, so it does not depend on scrubbing)."""
+        return scrub_records([*self.train, *self.val], kinds)
+
+    def file_records(self) -> tuple[list[dict], float]:
+        """provenance.json's inputs: the validation file picks the saved epoch but is never trained on."""
+        inputs, hashing_s = file_records(self.paths)
+        for record, role in zip(inputs, ("train", "validation")):
+            record["role"] = role
+        return inputs, hashing_s
+
+
+class BestEpoch:
+    """on_validate for train(): scores the validation documents (rank 0, known to all) and keeps the best point
+    so far as the classifier checkpoint."""
+
+    def __init__(self, model, tokenizer, data: LabelledData, cfg: FinetuneConfig, world: World, out_dir: Path,
+                 args: dict, manifest: dict, plan: Plan):
+        self.model, self.tokenizer, self.data, self.cfg, self.world = model, tokenizer, data, cfg, world
+        self.out_dir, self.args, self.manifest, self.plan = out_dir, args, manifest, plan
+        self.best = {"val_accuracy": -1.0}  # the loop saves and restores it with the resumable state
+
+    def score(self) -> dict:
         figures = {"val_accuracy": 0.0, "val_macro_f1": 0.0}
-        if world.is_main:  # the others wait: rank 0 validates and saves
-            probs = predict_proba(model, tokenizer, [r.text for r in val_records], cfg.seq_len, device=dev,
-                                  long_docs=cfg.long_docs)
-            report = classification_report([label2id[r.label] for r in val_records], probs.argmax(-1).tolist(), labels)
+        if self.world.is_main:  # the others wait: rank 0 validates and saves
+            probs = predict_proba(self.model, self.tokenizer, [r.text for r in self.data.val], self.cfg.train.seq_len,
+                                  device=self.world.device, long_docs=self.cfg.long_docs)
+            report = classification_report([self.data.label2id[r.label] for r in self.data.val],
+                                           probs.argmax(-1).tolist(), self.data.labels)
             figures = {"val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]}
-        figures = dict(zip(figures, world.all_sum(list(figures.values()))))  # rank 0's, known to all
-        improved = figures["val_accuracy"] > best["val_accuracy"]
+        return self.world.all_sum_named(figures)
+
+    def validate(self, epoch: int, step: int) -> dict:
+        figures = self.score()
+        improved = figures["val_accuracy"] > self.best["val_accuracy"]
+        steps_per_epoch = self.plan.steps_per_epoch
         done = step - (epoch - 1) * steps_per_epoch
         part = "" if done == steps_per_epoch else f" ({done} of its {steps_per_epoch} steps" + (
-            ", the budget's end)" if step == loop.max_steps else ")")
+            ", the budget's end)" if step == self.plan.max_steps else ")")
         console.print(f"epoch {epoch}{part}: val accuracy {figures['val_accuracy']:.4f}  macro-F1 "
                       f"{figures['val_macro_f1']:.4f}" + ("  [green]best, saved[/]" if improved else ""))
         if improved:
-            best.update(figures, epoch=epoch, step=step)
-            if world.is_main:
-                save_checkpoint(out_dir, model, tokenizer, {**args, "best": dict(best)}, id2label,
-                                provenance=build_manifest(**manifest))
+            self.best.update(figures, epoch=epoch, step=step)
+            if self.world.is_main:
+                save_checkpoint(self.out_dir, self.model, self.tokenizer, {**self.args, "best": dict(self.best)},
+                                dict(enumerate(self.data.labels)), provenance=build_manifest(**self.manifest))
         return figures
 
-    loop = loop_config(cfg, run, cfg.epochs * steps_per_epoch, resolved_precision, "finetune")
-    loop.save_at_epoch_end, loop.step_multiple, loop.ema_decay = True, steps_per_epoch, cfg.ema_decay
-    identity = {"inputs": [r["sha256"] for r in inputs], "base": parent_record(base_dir, "base")["sha256"],
-                "train": batch_identity(cfg, world), "precision": resolved_precision, "labels": labels}
-    summary = train(model, batches, loop, log, dev, out_dir=Path(out_dir), run_args=identity, resume=run.resume,
-                    on_validate=validate, stage_state=best, world=world)
-    if world.is_main:  # the run is complete: its best model is the hand-off
-        shutil.rmtree(checkpoint_root(out_dir), ignore_errors=True)
-    prior = prior_loss(targets, len(labels), weights)
+
+def warn_if_nothing_learnt(summary: dict, prior: float, cfg: FinetuneConfig):
     if summary.get("loss", 0.0) > 0.95 * prior:
         console.print(f"[yellow]warning:[/] the training loss ended at {summary['loss']:.4f}, where predicting the label "
                       f"shares alone scores {prior:.4f}: the classifier learnt next to nothing from the text. A lower "
-                      f"--lr (this run {cfg.lr:g}) or a longer-pretrained base usually helps")
-    return {**summary, "best": best, "prior_loss": prior}
+                      f"--lr (this run {cfg.train.lr:g}) or a longer-pretrained base usually helps")

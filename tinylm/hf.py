@@ -19,15 +19,14 @@ from safetensors import SafetensorError, safe_open
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, decoders
 
 from tinylm import __version__
-from tinylm.checkpoint import (CONFIG_FILE, KINDS, TIED_KEYS, WEIGHTS_FILE, _write_json, check_out_dir, commit_dir,
-                               load_checkpoint, model_kind, read_json_object, save_checkpoint, save_weights,
-                               stored_state)
+from tinylm.checkpoint import (KINDS, TIED_KEYS, check_out_dir, commit_dir, load_checkpoint, model_kind,
+                               save_checkpoint, save_weights, stored_state)
 from tinylm.config import BertConfig, from_dict
 from tinylm.errors import TinyLMError
-from tinylm.provenance import (PROVENANCE_FILE, build_manifest, command_line, file_records, now, parent_record,
-                               read_manifest)
+from tinylm.files import CONFIG_FILE, PROVENANCE_FILE, TOKENIZER_FILE, WEIGHTS_FILE, read_json, write_json
 from tinylm.model import BertForMaskedLM, BertForSequenceClassification
-from tinylm.tokenizer import CLS, MASK, PAD, SEP, SPECIAL_TOKENS, TOKENIZER_FILE, UNK
+from tinylm.provenance import build_manifest, command_line, file_records, now, parent_record, read_manifest
+from tinylm.tokenizer import CLS, MASK, PAD, SEP, SPECIAL_TOKENS, UNK
 
 FORMATS = ("hf",)
 PICKLE_FILES = ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
@@ -73,11 +72,11 @@ def export_hf(ckpt_dir: Path, out_dir: Path, overwrite: bool = False) -> dict:
 
     # The tied decoder weight/bias are stored once, under the embedding and cls.predictions.bias, as HF does.
     save_weights(stored_state(model), tmp / WEIGHTS_FILE, {"format": "pt"})
-    _write_json(tmp / CONFIG_FILE, hf_config(model.config, kind, meta.get("id2label")))
+    write_json(tmp / CONFIG_FILE, hf_config(model.config, kind, meta.get("id2label")))
     tokenizer.save(str(tmp / TOKENIZER_FILE))
-    _write_json(tmp / "tokenizer_config.json", hf_tokenizer_config(tokenizer, model.config.max_position_embeddings))
-    _write_json(tmp / "special_tokens_map.json", SPECIAL_TOKENS_MAP)
-    _write_json(tmp / PROVENANCE_FILE, export_manifest(ckpt_dir))
+    write_json(tmp / "tokenizer_config.json", hf_tokenizer_config(tokenizer, model.config.max_position_embeddings))
+    write_json(tmp / "special_tokens_map.json", SPECIAL_TOKENS_MAP)
+    write_json(tmp / PROVENANCE_FILE, export_manifest(ckpt_dir))
     commit_dir(tmp, out_dir)
     return {"kind": kind, "architecture": KINDS[kind], "out_dir": str(out_dir),
             "files": sorted(p.name for p in out_dir.iterdir())}
@@ -177,7 +176,7 @@ def read_hf_config(hf_dir: Path) -> dict:
     path = hf_dir / CONFIG_FILE
     if not path.is_file():
         raise TinyLMError(f"{hf_dir} has no {CONFIG_FILE}; give a folder written by transformers' save_pretrained")
-    return read_json_object(path)
+    return read_json(path)
 
 
 def to_bert_config(data: dict, path: Path) -> BertConfig:
@@ -202,10 +201,9 @@ def weight_files(hf_dir: Path) -> list[Path]:
     if (hf_dir / WEIGHTS_FILE).is_file():
         return [hf_dir / WEIGHTS_FILE]
     if (hf_dir / SHARD_INDEX).is_file():
-        try:
-            weight_map = json.loads((hf_dir / SHARD_INDEX).read_text(encoding="utf-8"))["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-            raise TinyLMError(f"{hf_dir / SHARD_INDEX} is not a valid safetensors index") from None
+        weight_map = read_json(hf_dir / SHARD_INDEX, default={}).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise TinyLMError(f"{hf_dir / SHARD_INDEX} is not a valid safetensors index")
         shards = [hf_dir / name for name in sorted(set(weight_map.values()))]
         absent = [p.name for p in shards if not p.is_file()]
         if absent:
@@ -335,10 +333,7 @@ def tokenizer_from_vocab(hf_dir: Path) -> Tokenizer:
     vocab = {token: i for i, token in enumerate(lines)}
     settings = {}
     if (hf_dir / "tokenizer_config.json").is_file():
-        try:
-            settings = json.loads((hf_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise TinyLMError(f"{hf_dir / 'tokenizer_config.json'} is not valid JSON") from None
+        settings = read_json(hf_dir / "tokenizer_config.json")
     lowercase = bool(settings.get("do_lower_case", True))
     tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=UNK, continuing_subword_prefix="##",
                                            max_input_chars_per_word=100))

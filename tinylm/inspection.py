@@ -9,25 +9,18 @@ from rich.console import Console
 from rich.table import Table
 
 from tinylm.errors import TinyLMError
-from tinylm.provenance import PROVENANCE_FILE, checkpoint_digest, file_record, read_manifest
+from tinylm.files import ARGS_FILE, CONFIG_FILE, METRICS_FILE, PROVENANCE_FILE, WEIGHTS_FILE, read_json
+from tinylm.provenance import checkpoint_digest, file_record, read_manifest
 
 SIZE_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
              "max_position_embeddings")
-
-
-def read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
 
 
 def parameter_count(folder: Path) -> int | None:
     """From the safetensors header alone: no tensor is read."""
     from safetensors import safe_open
 
-    path = folder / "model.safetensors"
+    path = folder / WEIGHTS_FILE
     if not path.is_file():
         return None
     try:
@@ -45,7 +38,7 @@ def parameter_count(folder: Path) -> int | None:
 
 def last_metrics(folder: Path) -> dict | None:
     try:
-        lines = [line for line in (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line for line in (folder / METRICS_FILE).read_text(encoding="utf-8").splitlines() if line.strip()]
         return json.loads(lines[-1]) if lines else None
     except (OSError, ValueError):
         return None
@@ -68,8 +61,8 @@ def inspect_folder(folder: Path) -> dict:
     if manifest is None:
         raise TinyLMError(f"{folder} has no readable {PROVENANCE_FILE}: it was not written by this version of tinylm "
                           "(re-create it with `tinylm tokenize/pretrain/finetune/export`)")
-    config = read_json(folder / "config.json")
-    args = read_json(folder / "training_args.json")
+    config = read_json(folder / CONFIG_FILE, default={})
+    args = read_json(folder / ARGS_FILE, default={})
     id2label = config.get("id2label") or {}
     return {
         "folder": str(folder), "kind": manifest.get("kind"), "sha256": checkpoint_digest(folder),

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinylm.config import BertConfig
+from tinylm.config import BertConfig, Pooling
 
-POOLINGS = ("cls", "mean", "max")
+POOLINGS = Pooling.values()
 
 
 def scaled_dot_product_attention(q, k, v, additive_mask=None, dropout_p: float = 0.0, training: bool = False):
@@ -31,7 +31,7 @@ def dropout(x, p: float, training: bool):
     """Inverted dropout (Srivastava et al., 2014): zero each element with probability p, scale the rest by 1/(1-p).
 
     On the CPU the keep-mask comes from 31-bit random integers, two per 64-bit draw: PyTorch's bernoulli_ draws
-    one random number per element there, and made dropout 13% of a training step of the small preset. The
+    one random number per element there, a large share of a training step (docs/performance.md). The
     resolution of p is 2^-31 (PyTorch's float draw has 2^-24). Elsewhere PyTorch's fused kernel is used.
     """
     if not training or p == 0.0:

@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 import math
-import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from tinylm.checkpoint import METRICS_FILE, RUN_CONFIG, WEIGHTS_FILE, check_out_dir, save_checkpoint
-from tinylm.config import BertConfig, PretrainConfig, RunOptions, check_positive, to_toml
 from tinylm import distributed
+from tinylm.checkpoint import save_checkpoint
+from tinylm.config import BertConfig, EmbeddingInit, PretrainConfig, RunOptions, to_toml
 from tinylm.data import PackedRows, RowSelection, hold_out
+from tinylm.devices import console, resolve_precision
 from tinylm.distributed import Layout, World
 from tinylm.errors import TinyLMError
+from tinylm.files import RUN_CONFIG, TOKENIZER_FILE
 from tinylm.evaluate import masked_lm_metrics
 from tinylm.masking import MaskDraws, first_regular_id, mask_rows
 from tinylm.model import BertForMaskedLM
-from tinylm.pii import PLACEHOLDERS
-from tinylm.provenance import build_manifest, file_records, now, parent_record, scrub_record, scrubbed_kinds
+from tinylm.provenance import build_manifest, file_records, now, parent_record, resolve_scrub, scrub_record
 from tinylm.shards import corpus_key, encode_corpus
-from tinylm.state import checkpoint_root, latest_checkpoint
-from tinylm.tokenizer import CLS, PAD, SEP, SPECIAL_TOKENS, TOKENIZER_FILE, load_tokenizer
-from tinylm.train import Batch, LoopConfig, MetricsLog, NullLog, console, derived_seed, resolve_precision, train
+from tinylm.state import remove_checkpoints
+from tinylm.tokenizer import CLS, PAD, SEP, load_tokenizer, special_ids
+from tinylm.train import (Batch, Plan, batch_identity, derived_seed, describe_batch, global_batch, prepare_out_dir,
+                          train)
 
 
 BUDGET_LIMIT = 10**9  # steps, when only a time budget bounds the run
@@ -34,7 +35,6 @@ SAMPLE_TOKENS = 50_000_000  # the corpus statistics (unigram prior, row length) 
 COOCCURRENCE_TOKENS = 5_000_000  # the word vectors read at most this many tokens (seconds; the frequent words)
 COOCCURRENCE_WINDOW = 4  # tokens either side
 COOCCURRENCE_RANK = 128  # at most: the SVD's cost grows with it, and wider embeddings get a rotation of these
-EMBEDDING_INITS = ("cooccurrence", "random")
 HELD_OUT_ROWS = 256  # at most: enough for a steady loss (~10k predictions), a second or so to score on a CPU
 
 
@@ -167,9 +167,8 @@ def fitted_seq_len(tokens: np.ndarray, sep_id: int, longest: int, sample: int = 
 
     Rows are packed across documents, so a row much longer than the documents mostly attends to unrelated
     neighbours and trains positions that fine-tuning on those documents never uses, at attention's quadratic cost.
-    With short documents (questions, phrases) shorter rows learn faster per second: 15 minutes of `mini`, TREC
-    13.3k tokens/s against 12.0k, SST-2 11.2k against 9.4k and a held-out MLM loss of 5.86 against 6.38; the
-    classifiers came out level (README, "Pretraining recipe")."""
+    With short documents (questions, phrases) shorter rows learn faster per second at no cost to the classifier
+    (docs/pretraining.md)."""
     ends = [start + np.flatnonzero(piece == sep_id) for start, piece in sampled_chunks(tokens, sample)]
     ends = np.concatenate(ends) if ends else np.empty(0, dtype=np.int64)
     if not len(ends):
@@ -181,13 +180,13 @@ def fitted_seq_len(tokens: np.ndarray, sep_id: int, longest: int, sample: int = 
 def held_out_validation(model, rows: RowSelection, ids: dict[str, int], vocab_size: int, cfg: PretrainConfig,
                         world: World):
     """on_validate for train(): the MLM loss and masked-token accuracy on the held-out rows, always masked the same
-    way (from cfg.seed), so that the figures of one run compare from step to step. Rank 0 scores; all learn it."""
+    way (from the run's seed), so that the figures of one run compare from step to step. Rank 0 scores; all learn it."""
     input_ids = torch.from_numpy(rows.take(np.arange(len(rows))))
 
     def validate(epoch: int, step: int) -> dict:
         figures = [0.0, 0.0, 0]
         if world.is_main and (metrics := masked_lm_metrics(model, input_ids, ids, vocab_size, cfg.mlm_probability,
-                                                           cfg.seed, device=world.device)):
+                                                           cfg.train.seed, device=world.device)):
             figures = [metrics["cross_entropy"], metrics["accuracy"], metrics["n_tokens"]]
         loss, accuracy, n_tokens = world.all_sum(figures)
         validate.last = {"val_loss": loss, "val_masked_accuracy": accuracy} if n_tokens else {}  # none masked: none
@@ -197,75 +196,6 @@ def held_out_validation(model, rows: RowSelection, ids: dict[str, int], vocab_si
     return validate
 
 
-def resolve_scrub(asked: tuple[str, ...] | None, parent_dir: Path, tokenizer) -> tuple[str, ...] | None:
-    """Scrubbing is inherited down the chain (a scrubbed tokenizer or base scrubs its children's data too).
-    Asking for it on a tokenizer trained without it is refused: its vocabulary has no placeholder tokens, and
-    its pieces were learned from the raw values."""
-    inherited = scrubbed_kinds(parent_dir)
-    if asked and tokenizer.token_to_id(PLACEHOLDERS[0]) is None:
-        raise TinyLMError(f"--scrub-pii needs a tokenizer trained with it: the one in {parent_dir} has no "
-                          f"{PLACEHOLDERS[0]} token; run `tinylm tokenize ... --scrub-pii` first")
-    if inherited and asked and set(asked) != set(inherited):
-        console.print(f"note: {parent_dir} was built scrubbing {', '.join(inherited)}; scrubbing "
-                      f"{', '.join(sorted(set(asked) | set(inherited)))}")
-    kinds = tuple(sorted(set(asked or ()) | set(inherited or ())))
-    return kinds or None
-
-
-def prepare_out_dir(out_dir: Path, run: RunOptions, world: World | None = None) -> MetricsLog:
-    """The run folder: refused when it holds something, unless --overwrite (replace) or --resume (continue).
-
-    With several processes, rank 0 prepares it (and logs) while the others wait.
-    """
-    if world is not None and world.size > 1:
-        if not world.is_main:
-            world.barrier()
-            return NullLog()
-        log = prepare_out_dir(out_dir, run)
-        world.barrier()
-        return log
-    out_dir = Path(out_dir)
-    check_out_dir(out_dir, run.overwrite or run.resume, flag="--out ")
-    if run.overwrite:
-        shutil.rmtree(checkpoint_root(out_dir), ignore_errors=True)  # an old run's checkpoints must not be resumed
-    if run.resume and latest_checkpoint(out_dir) is None:
-        if (out_dir / WEIGHTS_FILE).is_file():
-            raise TinyLMError(f"--resume: {out_dir} has no checkpoint to resume from (the run finished, or stopped "
-                              "before its first checkpoint); use --overwrite to train again")
-        console.print(f"note: no checkpoint in {out_dir} yet; starting from the beginning")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        return MetricsLog(out_dir / METRICS_FILE, resume=run.resume)
-    except OSError as e:
-        raise TinyLMError(f"cannot write to --out {out_dir}: {e.strerror}") from None
-
-
-def batch_identity(cfg, world: World) -> dict:
-    """The training settings a resume must share: those of `cfg`, with the global batch in place of how it is cut
-    (batch size, accumulation, processes), which may change between the two parts of a run."""
-    train = {k: v for k, v in asdict(cfg).items() if k not in ("batch_size", "grad_accum")}
-    return {**train, "global_batch": global_batch(cfg, world)}
-
-
-def global_batch(cfg, world: World) -> int:
-    return cfg.batch_size * cfg.grad_accum * world.size
-
-
-def describe_batch(cfg, world: World, what: str) -> str:
-    """'batches of 64 sequences' and, when it is cut, how: '(16 x 2 accumulated x 2 processes)'."""
-    parts = [f"{cfg.batch_size}"] + ([f"{cfg.grad_accum} accumulated"] if cfg.grad_accum > 1 else []) + \
-        ([f"{world.size} processes"] if world.size > 1 else [])
-    return f"batches of {global_batch(cfg, world)} {what}" + (f" ({' x '.join(parts)})" if len(parts) > 1 else "")
-
-
-def loop_config(cfg, run: RunOptions, max_steps: int, precision: str, description: str) -> LoopConfig:
-    return LoopConfig(max_steps=max_steps, lr=cfg.lr, warmup_ratio=cfg.warmup_ratio, weight_decay=cfg.weight_decay,
-                      grad_clip=cfg.grad_clip, log_every=cfg.log_every, precision=precision,
-                      description=description, quiet=run.quiet, save_every=run.save_every,
-                      save_minutes=run.save_minutes, keep_checkpoints=run.keep_checkpoints, on_nan=run.on_nan,
-                      compile=run.compile, max_minutes=cfg.max_minutes, validate_every=cfg.val_every)
-
-
 def pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config: BertConfig, cfg: PretrainConfig,
              run: RunOptions | None = None) -> dict:
     """Pretrain BertForMaskedLM on `data` and write a base checkpoint to out_dir. Returns the run summary.
@@ -273,7 +203,7 @@ def pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config:
     run.scrub_kinds: PII kinds to replace before training; a tokenizer trained with scrubbing passes it on anyway.
     Under torchrun, every process runs this with the same arguments (see tinylm.distributed).
     """
-    run = (run or RunOptions()).check()
+    run = run or RunOptions()
     with distributed.session(run.device) as world:
         return _pretrain(data, tokenizer_dir, out_dir, model_config, cfg, run, world)
 
@@ -281,74 +211,33 @@ def pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config:
 def _pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config: BertConfig, cfg: PretrainConfig,
               run: RunOptions, world: World) -> dict:
     started = now()
-    check_positive(cfg, ("max_steps", "epochs", "max_minutes", "batch_size", "grad_accum", "lr", "seq_len",
-                         "log_every", "val_every"))
-    if not 0 < cfg.mlm_probability < 1:
-        raise TinyLMError(f"--mlm-probability must be in (0, 1), got {cfg.mlm_probability:g}")
-    if cfg.embedding_init not in EMBEDDING_INITS:
-        raise TinyLMError(f"--embedding-init must be one of {', '.join(EMBEDDING_INITS)}, got {cfg.embedding_init!r}")
-    if not 0 <= cfg.val_fraction < 1:
-        raise TinyLMError(f"--val-fraction must be in [0, 1), got {cfg.val_fraction:g} (0 holds nothing out)")
     tokenizer = load_tokenizer(tokenizer_dir)
     scrub_kinds = resolve_scrub(run.scrub_kinds, tokenizer_dir, tokenizer)
-    model_config.vocab_size = tokenizer.get_vocab_size()
-    model_config.pad_token_id = tokenizer.token_to_id(PAD)
-    model_config.validate()
-    if cfg.seq_len is not None and cfg.seq_len > model_config.max_position_embeddings:
-        raise TinyLMError(f"--seq-len {cfg.seq_len} exceeds the model's max_position_embeddings "
-                          f"{model_config.max_position_embeddings}")
-    if cfg.seq_len is not None and cfg.seq_len < 2:
-        raise TinyLMError(f"--seq-len must be at least 2 ([CLS] and one token), got {cfg.seq_len}")
+    model_config = replace(model_config, vocab_size=tokenizer.get_vocab_size(),
+                           pad_token_id=tokenizer.token_to_id(PAD)).validate()
+    check_seq_len(cfg.train.seq_len, model_config)
     log = prepare_out_dir(out_dir, run, world)
-    dev = world.device
-    precision = resolve_precision(run.precision, dev)
-
+    precision = resolve_precision(run.precision, world.device)
     inputs, hashing_s = file_records(data)
-    key = corpus_key(inputs, Path(tokenizer_dir) / TOKENIZER_FILE, cfg.text_column, run.encoding, scrub_kinds)
+    key = corpus_key(inputs, Path(tokenizer_dir) / TOKENIZER_FILE, cfg.train.text_column, run.encoding, scrub_kinds)
     with world.local_main_first():  # encoded once per machine; the others read the cache
-        shards = encode_corpus(data, tokenizer, key, run.cache_dir, cfg.text_column, run.encoding, scrub_kinds,
+        shards = encode_corpus(data, tokenizer, key, run.cache_dir, cfg.train.text_column, run.encoding, scrub_kinds,
                                run.quiet, console)
-    fitted = cfg.seq_len is None
-    if fitted:
-        cfg.seq_len = fitted_seq_len(shards.tokens, tokenizer.token_to_id(SEP), model_config.max_position_embeddings)
-    if cfg.batch_size is None:
-        cfg.batch_size = max(1, ROW_TOKENS // cfg.seq_len)
-    packed = PackedRows(shards.tokens, cfg.seq_len, tokenizer.token_to_id(CLS), tokenizer.token_to_id(PAD))
-    rows, held_out = hold_out(packed, cfg.val_fraction, cfg.seed, HELD_OUT_ROWS)
-    steps_per_epoch = math.ceil(len(rows) / global_batch(cfg, world))
-    if cfg.max_steps is None:  # from --epochs; with only --max-minutes, the budget alone decides
-        cfg.max_steps = BUDGET_LIMIT if cfg.max_minutes and not cfg.epochs else \
-            max(1, math.ceil((cfg.epochs or 1) * steps_per_epoch))
-    length = f"{cfg.max_minutes:g} minutes" if cfg.max_steps == BUDGET_LIMIT else \
-        f"{cfg.max_steps:,} steps ({cfg.max_steps / steps_per_epoch:.2f} epochs)" + \
-        (f" or {cfg.max_minutes:g} minutes" if cfg.max_minutes else "")
-    held = f" ({len(held_out):,} held out to measure the MLM loss on unseen text)" if len(held_out) else \
-        " (too few to hold some out for a held-out loss)" if cfg.val_fraction else ""
-    fit = " (95% of the documents fit whole)" if fitted else ""
-    console.print(f"pretraining on {shards.meta['n_documents']:,} documents = {len(packed):,} rows of {cfg.seq_len} "
-                  f"tokens{fit}{held}; {length} of {describe_batch(cfg, world, 'rows')}, {precision} on {dev.type}")
-
+    cfg, rows, held_out = resolve_rows(cfg, shards, tokenizer, model_config, world, precision)
     if world.is_main:
         (Path(out_dir) / RUN_CONFIG).write_text(to_toml({"model": model_config, "train": cfg}), encoding="utf-8")
-    torch.manual_seed(cfg.seed)
-    model = BertForMaskedLM(model_config)
-    ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
-    with torch.no_grad():  # a resumed run loads its own weights over these
-        model.cls.predictions.bias.copy_(unigram_log_prior(shards.tokens, model_config.vocab_size, list(ids.values())))
-        if cfg.embedding_init == "cooccurrence":
-            embeddings = model.bert.embeddings.word_embeddings.weight
-            embeddings.copy_(cooccurrence_embeddings(shards.tokens, embeddings, list(ids.values())))
-    batches = MLMBatches(rows, cfg.batch_size, cfg.seed, ids, model_config.vocab_size, cfg.mlm_probability,
-                         world.layout(cfg.grad_accum))
+    ids = special_ids(tokenizer)
+    model = initial_model(model_config, cfg, shards.tokens, list(ids.values()))
+    batches = MLMBatches(rows, cfg.train.batch_size, cfg.train.seed, ids, model_config.vocab_size,
+                         cfg.mlm_probability, world.layout(cfg.train.grad_accum))
     args = {"stage": "pretrain", "command": run.command, "data": [str(p) for p in data],
-            "tokenizer": str(tokenizer_dir), "precision": precision, "train": asdict(cfg),
+            "tokenizer": str(tokenizer_dir), "precision": precision, "train": cfg.flat(),
             "processes": world.size, "scrub_pii": list(scrub_kinds or [])}
     identity = {"inputs": [r["sha256"] for r in inputs], "tokens": key, "model": asdict(model_config),
                 "train": batch_identity(cfg, world), "precision": precision}
-    loop = loop_config(cfg, run, cfg.max_steps, precision, "pretrain")
     validate = held_out_validation(model, held_out, ids, model_config.vocab_size, cfg, world) if len(held_out) else None
-    summary = train(model, batches, loop, log, dev, out_dir=Path(out_dir), run_args=identity, resume=run.resume,
-                    on_validate=validate, world=world)
+    summary = train(model, batches, cfg.train, Plan(cfg.max_steps, precision, "pretrain"), log, run, world,
+                    Path(out_dir), identity, on_validate=validate)
     if validate is not None:
         summary.update(validate.last)
     args["summary"] = summary
@@ -357,5 +246,55 @@ def _pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config
                                   {**args, "model": asdict(model_config)}, run.command, started, run.record_host,
                                   scrub_record(scrub_kinds, shards.meta.get("scrub_counts")), hashing_s)
         save_checkpoint(out_dir, model, tokenizer, args, provenance=manifest)
-        shutil.rmtree(checkpoint_root(out_dir), ignore_errors=True)  # the run is complete: its model is the hand-off
+        remove_checkpoints(out_dir)  # the run is complete: its model is the hand-off
     return summary
+
+
+def check_seq_len(seq_len: int | None, model_config: BertConfig):
+    if seq_len is not None and seq_len > model_config.max_position_embeddings:
+        raise TinyLMError(f"--seq-len {seq_len} exceeds the model's max_position_embeddings "
+                          f"{model_config.max_position_embeddings}")
+
+
+def resolve_rows(cfg: PretrainConfig, shards, tokenizer, model_config: BertConfig, world: World,
+                 precision: str) -> tuple[PretrainConfig, RowSelection, RowSelection]:
+    """The corpus packed into rows (the row length fitted to its documents unless given), the rows held out, and
+    the config with what was left open resolved: seq_len, batch_size, max_steps. Says what the run will do."""
+    args = cfg.train
+    fitted = args.seq_len is None
+    if fitted:
+        args = replace(args, seq_len=fitted_seq_len(shards.tokens, tokenizer.token_to_id(SEP),
+                                                     model_config.max_position_embeddings))
+    if args.batch_size is None:
+        args = replace(args, batch_size=max(1, ROW_TOKENS // args.seq_len))
+    packed = PackedRows(shards.tokens, args.seq_len, tokenizer.token_to_id(CLS), tokenizer.token_to_id(PAD))
+    rows, held_out = hold_out(packed, cfg.val_fraction, args.seed, HELD_OUT_ROWS)
+    steps_per_epoch = math.ceil(len(rows) / global_batch(args, world))
+    max_steps = cfg.max_steps
+    if max_steps is None:  # from --epochs; with only --max-minutes, the budget alone decides
+        max_steps = BUDGET_LIMIT if args.max_minutes and not cfg.epochs else \
+            max(1, math.ceil((cfg.epochs or 1) * steps_per_epoch))
+    cfg = replace(cfg, train=args, max_steps=max_steps)
+    length = f"{args.max_minutes:g} minutes" if max_steps == BUDGET_LIMIT else \
+        f"{max_steps:,} steps ({max_steps / steps_per_epoch:.2f} epochs)" + \
+        (f" or {args.max_minutes:g} minutes" if args.max_minutes else "")
+    held = f" ({len(held_out):,} held out to measure the MLM loss on unseen text)" if len(held_out) else \
+        " (too few to hold some out for a held-out loss)" if cfg.val_fraction else ""
+    fit = " (95% of the documents fit whole)" if fitted else ""
+    console.print(f"pretraining on {shards.meta['n_documents']:,} documents = {len(packed):,} rows of {args.seq_len} "
+                  f"tokens{fit}{held}; {length} of {describe_batch(args, world, 'rows')}, {precision} on "
+                  f"{world.device.type}")
+    return cfg, rows, held_out
+
+
+def initial_model(model_config: BertConfig, cfg: PretrainConfig, tokens: np.ndarray, specials: list[int]):
+    """BERT's initialisation, with the decoder's bias at the corpus's unigram log prior and, by default, the word
+    embeddings from its co-occurrence counts. A resumed run loads its own weights over these."""
+    torch.manual_seed(cfg.train.seed)
+    model = BertForMaskedLM(model_config)
+    with torch.no_grad():
+        model.cls.predictions.bias.copy_(unigram_log_prior(tokens, model_config.vocab_size, specials))
+        if cfg.embedding_init == EmbeddingInit.cooccurrence:
+            embeddings = model.bert.embeddings.word_embeddings.weight
+            embeddings.copy_(cooccurrence_embeddings(tokens, embeddings, specials))
+    return model

@@ -7,7 +7,6 @@ itself, PII values (only counts per kind), environment variables, user names; th
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import shlex
 import sys
@@ -17,7 +16,11 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-PROVENANCE_FILE = "provenance.json"
+from tinylm.devices import console
+from tinylm.errors import TinyLMError
+from tinylm.files import PROVENANCE_FILE, TOKENIZER_FILE, WEIGHTS_FILE, read_json, write_json
+from tinylm.pii import PLACEHOLDERS
+
 CHUNK = 1 << 20
 
 
@@ -60,18 +63,14 @@ def file_records(paths: list[Path]) -> tuple[list[dict], float]:
 def checkpoint_digest(folder: Path) -> str:
     """The identity of a checkpoint: SHA-256 of its weights, or of tokenizer.json for a tokenizer-only folder."""
     folder = Path(folder)
-    target = folder / "model.safetensors"
+    target = folder / WEIGHTS_FILE
     if not target.is_file():
-        target = folder / "tokenizer.json"
+        target = folder / TOKENIZER_FILE
     return sha256_file(target)[0]
 
 
 def read_manifest(folder: Path) -> dict | None:
-    path = Path(folder) / PROVENANCE_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return read_json(Path(folder) / PROVENANCE_FILE, default=None)
 
 
 def parent_record(folder: Path, role: str) -> dict:
@@ -92,6 +91,21 @@ def scrubbed_kinds(folder: Path) -> tuple[str, ...] | None:
     """The PII kinds a tokenizer or checkpoint was built with (from its manifest), or None."""
     settings = (read_manifest(folder) or {}).get("scrub_pii") or {}
     return tuple(settings["kinds"]) if settings.get("enabled") else None
+
+
+def resolve_scrub(asked: tuple[str, ...] | None, parent_dir: Path, tokenizer) -> tuple[str, ...] | None:
+    """Scrubbing is inherited down the chain (a scrubbed tokenizer or base scrubs its children's data too).
+    Asking for it on a tokenizer trained without it is refused: its vocabulary has no placeholder tokens, and
+    its pieces were learned from the raw values."""
+    inherited = scrubbed_kinds(parent_dir)
+    if asked and tokenizer.token_to_id(PLACEHOLDERS[0]) is None:
+        raise TinyLMError(f"--scrub-pii needs a tokenizer trained with it: the one in {parent_dir} has no "
+                          f"{PLACEHOLDERS[0]} token; run `tinylm tokenize ... --scrub-pii` first")
+    if inherited and asked and set(asked) != set(inherited):
+        console.print(f"note: {parent_dir} was built scrubbing {', '.join(inherited)}; scrubbing "
+                      f"{', '.join(sorted(set(asked) | set(inherited)))}")
+    kinds = tuple(sorted(set(asked or ()) | set(inherited or ())))
+    return kinds or None
 
 
 def versions() -> dict:
@@ -127,7 +141,5 @@ def build_manifest(kind: str, inputs: list[dict], parents: list[dict], config: d
 
 def write_manifest(folder: Path, manifest: dict) -> Path:
     path = Path(folder) / PROVENANCE_FILE
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    write_json(path, manifest)
     return path

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from tinylm.checkpoint import METRICS_FILE, read_json_object
+from tinylm.files import METRICS_FILE, read_json
 from tinylm.data import table_rows
 from tinylm.errors import TinyLMError
 
@@ -38,7 +38,7 @@ def read_eval_report(path: Path) -> dict:
     """A classifier report from `tinylm eval --out`, checked: labels and a square confusion matrix of counts."""
     if not Path(path).is_file():
         raise TinyLMError(f"evaluation report {path} does not exist")
-    return check_eval_report(read_json_object(path), path)
+    return check_eval_report(read_json(path), path)
 
 
 def check_eval_report(report: dict, path: Path) -> dict:
@@ -59,7 +59,7 @@ def found_eval_reports(run_dir: Path) -> list[tuple[Path, dict]]:
     """RUN_DIR/eval*.json, checked; a base checkpoint's report (kind "mlm") has no confusion and is passed over."""
     reports = []
     for path in sorted(p for p in run_dir.glob("eval*.json") if p.is_file()):
-        report = read_json_object(path)
+        report = read_json(path)
         if report.get("kind") != "mlm":
             reports.append((path, check_eval_report(report, path)))
     return reports

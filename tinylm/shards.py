@@ -24,7 +24,9 @@ from tokenizers import Tokenizer
 
 from tinylm.data import iter_records, token_stream
 from tinylm.errors import TinyLMError
+from tinylm.files import read_json, write_json
 from tinylm.pii import scrub_all
+from tinylm.tokenizer import SEP
 
 FORMAT_VERSION = 1
 TOKENS_FILE, META_FILE = "tokens.bin", "meta.json"
@@ -56,7 +58,9 @@ class TokenShards:
 def open_shards(folder: Path) -> TokenShards:
     """Open a cache entry; ValueError if it is damaged (its size must match what meta.json says)."""
     try:
-        meta = json.loads((folder / META_FILE).read_text())
+        meta = read_json(folder / META_FILE, default=None)
+        if meta is None:
+            raise ValueError(f"{META_FILE} is unreadable")
         dtype, n_tokens = np.dtype(meta["dtype"]), int(meta["n_tokens"])
         if (folder / TOKENS_FILE).stat().st_size != n_tokens * dtype.itemsize or n_tokens <= 0:
             raise ValueError("size mismatch")
@@ -92,7 +96,7 @@ def encode_corpus(paths: list[Path], tokenizer: Tokenizer, key: str, cache_dir: 
     try:
         meta = _encode_into(tmp / TOKENS_FILE, paths, tokenizer, text_column, encoding, scrub_kinds, quiet, console)
         meta["key"] = key
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        write_json(tmp / META_FILE, meta)
         for name in (TOKENS_FILE, META_FILE):
             with open(tmp / name, "rb") as f:
                 os.fsync(f.fileno())
@@ -111,7 +115,7 @@ def encode_corpus(paths: list[Path], tokenizer: Tokenizer, key: str, cache_dir: 
 
 def _encode_into(out: Path, paths, tokenizer: Tokenizer, text_column: str, encoding: str, scrub_kinds,
                  quiet: bool, console) -> dict:
-    sep_id = tokenizer.token_to_id("[SEP]")
+    sep_id = tokenizer.token_to_id(SEP)
     dtype = np.uint16 if tokenizer.get_vocab_size() <= 1 << 16 else np.uint32
     total_bytes = sum(_size(p) for p in paths)
     counts: dict[str, int] = dict.fromkeys(scrub_kinds or (), 0)

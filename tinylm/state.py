@@ -1,4 +1,5 @@
-"""Resumable training state: weights, AdamW's moments, the LR schedule, every RNG, and the loop's counters.
+"""Resumable training state: weights, AdamW's moments, every RNG, and the loop's state (the learning rate is a
+function of the step, so there is no schedule to save).
 
 One checkpoint is a folder OUT/checkpoints/step-00000120/ holding model.safetensors, optimizer.safetensors,
 rng.safetensors and trainer_state.json: safetensors and JSON, never a pickle. It is built in a temporary folder,
@@ -9,7 +10,6 @@ jumps straight to its step without replaying the data already seen.
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 from pathlib import Path
@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from tinylm.checkpoint import (CHECKPOINTS, WEIGHTS_FILE, commit_dir, load_weights, read_json_object, read_tensors,
-                               stored_state)
+from tinylm.checkpoint import commit_dir, load_weights, read_tensors, stored_state
 from tinylm.errors import TinyLMError
+from tinylm.files import CHECKPOINTS, WEIGHTS_FILE, read_json, write_json
 
 OPTIMIZER_FILE, RNG_FILE, STATE_FILE = "optimizer.safetensors", "rng.safetensors", "trainer_state.json"
 AVERAGE_FILE = "weight_average.safetensors"  # the moving average of the weights, where the run keeps one
+FORMAT = 2  # trainer_state.json's layout; 1 (no "format" key) held an LR scheduler and string-keyed counters
 
 
 def checkpoint_root(out_dir: Path) -> Path:
@@ -38,11 +39,17 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def save_state(out_dir: Path, model, optimizer, scheduler, counters: dict, run_args: dict, keep: int,
+def remove_checkpoints(out_dir: Path):
+    """A finished (or replaced) run's resumable checkpoints: its model folder is the hand-off."""
+    shutil.rmtree(checkpoint_root(out_dir), ignore_errors=True)
+
+
+def save_state(out_dir: Path, model, optimizer, loop: dict, stage: dict, run_args: dict, keep: int,
                average=None) -> Path:
-    """Write checkpoints/step-N atomically and keep only the newest `keep` checkpoints."""
+    """Write checkpoints/step-N atomically and keep only the newest `keep` checkpoints. loop is the loop's state
+    (its step first of all), stage the stage's own (e.g. the best epoch so far)."""
     root = checkpoint_root(out_dir)
-    folder = root / f"step-{counters['step']:08d}"
+    folder = root / f"step-{loop['step']:08d}"
     tmp = root / f".{folder.name}.tmp"
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -54,9 +61,9 @@ def save_state(out_dir: Path, model, optimizer, scheduler, counters: dict, run_a
         save_file(_rng_tensors(), str(tmp / RNG_FILE))
         if average is not None:
             save_file(average.tensors(), str(tmp / AVERAGE_FILE))
-        state = {"counters": counters, "run_args": run_args, "param_groups": groups,
-                 "scheduler": scheduler.state_dict(), "rng": _rng_json()}
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
+        state = {"format": FORMAT, "loop": loop, "stage": stage, "run_args": run_args, "param_groups": groups,
+                 "rng": _rng_json()}
+        write_json(tmp / STATE_FILE, state)
         commit_dir(tmp, folder)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -71,17 +78,25 @@ def save_state(out_dir: Path, model, optimizer, scheduler, counters: dict, run_a
 
 def saved_run_args(folder: Path) -> dict:
     """The identity of the run that wrote the checkpoint, read before anything is restored."""
-    state = read_json_object(folder / STATE_FILE)
+    state = read_state(folder)
     if not isinstance(state.get("run_args"), dict):
         raise TinyLMError(f"{folder / STATE_FILE} lacks 'run_args'; the checkpoint is damaged")
     return state["run_args"]
 
 
-def load_state(folder: Path, model, optimizer, scheduler, average=None) -> dict:
+def read_state(folder: Path) -> dict:
+    state = read_json(folder / STATE_FILE)
+    if state.get("format") != FORMAT:
+        raise TinyLMError(f"{folder} was written by an earlier tinylm, whose resumable checkpoints this version "
+                          "cannot continue; start the run again with --overwrite")
+    return state
+
+
+def load_state(folder: Path, model, optimizer, loop_template: dict, average=None) -> dict:
     """Restore everything in place (with the weights' moving average, where the run keeps one); returns
-    {"counters", "run_args"}."""
-    state = read_json_object(folder / STATE_FILE)
-    for key in ("counters", "run_args", "param_groups", "scheduler", "rng"):
+    {"loop", "stage", "run_args"}, the loop's state checked against loop_template (the fields it must have)."""
+    state = read_state(folder)
+    for key in ("loop", "stage", "run_args", "param_groups", "rng"):
         if key not in state:
             raise TinyLMError(f"{folder / STATE_FILE} lacks {key!r}; the checkpoint is damaged")
     load_weights(model, folder / WEIGHTS_FILE)
@@ -101,13 +116,14 @@ def load_state(folder: Path, model, optimizer, scheduler, average=None) -> dict:
         raise TinyLMError(f"{where}: param_groups do not match this optimizer; was it written by another run?")
     for saved, expected in zip(state["param_groups"], template):
         _check_like(saved, expected, f"{where}: param_groups")
-    _check_like(state["scheduler"], scheduler.state_dict(), f"{where}: scheduler")
+    _check_like(state["loop"], loop_template, f"{where}: loop")
+    if not isinstance(state["stage"], dict):
+        raise TinyLMError(f"{where}: stage must be a JSON object; the checkpoint is damaged")
     if average is not None:
         average.load(read_tensors(folder / AVERAGE_FILE), folder / AVERAGE_FILE)
     optimizer.load_state_dict({"state": per_param, "param_groups": state["param_groups"]})
-    scheduler.load_state_dict(state["scheduler"])
     _restore_rng(read_tensors(folder / RNG_FILE), state["rng"])
-    return {"counters": state["counters"], "run_args": state["run_args"]}
+    return {"loop": state["loop"], "stage": state["stage"], "run_args": state["run_args"]}
 
 
 def _check_like(saved, expected, where: str):

@@ -26,10 +26,10 @@ from typing import Iterable
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from tinylm.errors import TinyLMError
+from tinylm.files import TOKENIZER_FILE
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = [PAD, UNK, CLS, SEP, MASK]  # ids 0..4, [PAD] = 0 = BertConfig.pad_token_id
-TOKENIZER_FILE = "tokenizer.json"
 PREFIX = "##"  # marks a piece that continues a word
 
 
@@ -120,14 +120,7 @@ def learn_pieces(word_counts: dict[str, int], vocab_size: int, min_frequency: in
         formed = set()
         for i in where.pop((a, b)):
             word, n = words[i], counts[i]
-            new, j = [], 0
-            while j < len(word):  # left to right, non-overlapping: "aaa" with (a, a) -> "aa a"
-                if j + 1 < len(word) and word[j] == a and word[j + 1] == b:
-                    new.append(merged)
-                    j += 2
-                else:
-                    new.append(word[j])
-                    j += 1
+            new = merge_pair(word, a, b, merged)
             if len(new) == len(word):
                 continue  # merged away by an earlier pair since it was recorded here
             for pair in zip(word, word[1:]):
@@ -142,6 +135,20 @@ def learn_pieces(word_counts: dict[str, int], vocab_size: int, min_frequency: in
         for pair in formed:  # the heap orders entries completely, so the order they go in does not matter
             heapq.heappush(heap, (-pair_counts[pair], *pair))
     return pieces
+
+
+def merge_pair(word: list[int], a: int, b: int, merged: int) -> list[int]:
+    """The word with each pair (a, b) replaced by `merged`, left to right, non-overlapping: "aaa" with (a, a) ->
+    "aa a"."""
+    new, j = [], 0
+    while j < len(word):
+        if j + 1 < len(word) and word[j] == a and word[j + 1] == b:
+            new.append(merged)
+            j += 2
+        else:
+            new.append(word[j])
+            j += 1
+    return new
 
 
 def save_tokenizer(tokenizer: Tokenizer, directory: Path) -> Path:

@@ -1,31 +1,33 @@
-"""One training loop for both stages: AdamW, linear warmup and decay, clipping, precision, progress, metrics."""
+"""One training loop for both stages: AdamW, linear warmup and decay, clipping, precision, progress, metrics,
+resumable checkpoints; and the run-folder and batch helpers both stages set it up with."""
 
 from __future__ import annotations
 
 import json
 import math
-import platform
 import shlex
 import signal
 import sys
 import threading
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from tinylm import distributed
+from tinylm.checkpoint import check_out_dir
+from tinylm.config import RunOptions, StageConfig, TrainArgs
+from tinylm.devices import autocast, console
 from tinylm.distributed import World
 from tinylm.errors import Interrupted, TinyLMError
-from tinylm.state import latest_checkpoint, load_state, save_state, saved_run_args
+from tinylm.files import METRICS_FILE, WEIGHTS_FILE
+from tinylm.state import latest_checkpoint, load_state, remove_checkpoints, save_state, saved_run_args
 
-console = Console(stderr=True, soft_wrap=True)  # stdout stays clean for --json output
 
 
 @dataclass
@@ -48,27 +50,26 @@ def derived_seed(*keys: int) -> int:
 
 
 @dataclass
-class LoopConfig:
+class Plan:
+    """What a stage decided about its run, and the loop carries out."""
+
     max_steps: int
-    lr: float
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    log_every: int = 10
     precision: str = "fp32"  # resolved: fp32 or bf16
     description: str = "training"
-    quiet: bool = False
-    save_every: int | None = None  # steps between resumable checkpoints
-    save_minutes: float | None = None  # minutes between resumable checkpoints
-    keep_checkpoints: int = 2
-    save_at_epoch_end: bool = False
-    on_nan: str = "stop"  # or "skip": drop the batch and go on
-    max_minutes: float | None = None  # time budget: the run's length (and LR schedule) is fitted to it
-    step_multiple: int = 1  # with max_minutes: end on a multiple of this (an epoch, for fine-tuning)
+    steps_per_epoch: int = 1  # a time budget ends the run on a multiple of this (an epoch, for fine-tuning)
     ema_decay: float = 0.0  # > 0: keep a moving average of the weights; on_validate sees (and saves) it
-    validate_every: int | None = None  # steps between calls of on_validate, besides every epoch's end and the last step
-    compile: bool = False  # run the forward and backward through torch.compile
-    extra_log: dict = field(default_factory=dict)
+    save_at_epoch_end: bool = False
+
+
+@dataclass
+class LoopState:
+    """Where the run stands: saved with every resumable checkpoint, restored on --resume."""
+
+    step: int = 0  # optimisation steps done
+    max_steps: int = 0  # the run's length (a time budget refits it)
+    tokens: int = 0
+    elapsed_s: float = 0.0
+    skipped: int = 0  # steps dropped for a non-finite loss or gradient (--on-nan skip)
 
 
 class StopSignals:
@@ -96,56 +97,11 @@ class StopSignals:
             signal.signal(sig, handler)
 
 
-def cpu_has_native_bf16() -> bool:
-    """True where bf16 matmuls run in hardware (AVX-512 BF16 or AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def cpu_name() -> str:
-    """The processor's model name, for benchmark and run reports."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def resolve_precision(requested: str, device: torch.device) -> str:
-    if requested not in ("auto", "fp32", "bf16"):
-        raise TinyLMError(f"--precision must be auto, fp32 or bf16, got {requested!r}")
-    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
-    if requested == "auto":
-        return "bf16" if native else "fp32"
-    if requested == "bf16" and not native:
-        console.print("[yellow]warning:[/] bf16 is emulated on this processor and much slower than fp32")
-    return requested
-
-
-def resolve_device(requested: str = "auto") -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise TinyLMError("--device cuda was asked for, but no CUDA GPU is available")
-    if requested not in ("cpu", "cuda"):
-        raise TinyLMError(f"--device must be auto, cpu or cuda, got {requested!r}")
-    return torch.device(requested)
-
-
-def autocast(precision: str, device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-
-
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW; biases and LayerNorm weights are not decayed (as in BERT).
 
     The fused kernel on CUDA; on the CPU the multi-tensor (foreach) update, since PyTorch 2.13's fused CPU AdamW
-    measured ~20x slower per step here (1.8 s against 0.09 s for the tiny preset).
+    is many times slower per step (docs/performance.md).
     """
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -200,41 +156,41 @@ class WeightAverage:
                 t.copy_(tensors[str(i)])
 
 
-def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
-    """Linear warmup, then linear decay to 0 at total_steps. scheduler.shape may be changed later (a time budget
-    fits the run's length once its pace is known)."""
-    shape = {"warmup": warmup_steps, "total": total_steps}
-
-    def factor(step: int) -> float:
-        if step < shape["warmup"]:
-            return (step + 1) / shape["warmup"]
-        return max(0.0, (shape["total"] - step) / max(1, shape["total"] - shape["warmup"]))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    scheduler.shape = shape
-    return scheduler
+def learning_rate(args: TrainArgs, steps_done: int, max_steps: int) -> float:
+    """The rate after `steps_done` of `max_steps` steps: linear warmup over warmup_ratio of the run, then linear
+    decay to 0 at its end. A pure function of the step: nothing to save or restore on resume."""
+    warmup = math.ceil(args.warmup_ratio * max_steps)
+    if steps_done < warmup:
+        return args.lr * ((steps_done + 1) / warmup)
+    return args.lr * max(0.0, (max_steps - steps_done) / max(1, max_steps - warmup))
 
 
-def fit_to_budget(cfg: "LoopConfig", scheduler, counters: dict, seconds_per_step: float, limit: int):
-    """--max-minutes: shorten (or lengthen, up to the step limit) the run and its LR schedule so that it ends
-    within the budget at the pace measured so far, on an epoch boundary for fine-tuning (inside the first epoch
-    when not even one fits). If the pace slows inside an epoch that no longer fits, that epoch runs on until the
-    budget runs out; when it has, the run ends at once: the budget is a limit."""
-    step, multiple = counters["step"], cfg.step_multiple
-    remaining = 60 * cfg.max_minutes - counters["elapsed_s"]
-    steps = step + max(0, int(remaining / max(seconds_per_step, 1e-9)))
-    if remaining > 0 and steps >= multiple > 1:
-        steps = steps // multiple * multiple
-        if steps < step:  # the pace slowed inside an epoch that no longer fits: the budget's end cuts it, not now
-            steps = -(-step // multiple) * multiple
-    counters["max_steps"] = max(step, 1, min(limit, steps))
-    set_length(cfg, scheduler, counters["max_steps"])
+class Budget:
+    """--max-minutes: the run's length, fitted to the pace measured so far (after the first, slower step: at 3
+    steps, then every 10, and once the budget is spent), on an epoch boundary for fine-tuning."""
 
+    def __init__(self, minutes: float, limit: int, steps_per_epoch: int = 1):
+        self.seconds, self.limit, self.multiple = 60 * minutes, limit, steps_per_epoch
+        self.start: tuple[float, int] | None = None  # (time, step) where the pace is measured from
 
-def set_length(cfg: "LoopConfig", scheduler, steps: int):
-    """The run ends after `steps` steps, and the LR schedule's warmup and decay are scaled to that length."""
-    cfg.max_steps = steps
-    scheduler.shape.update(warmup=math.ceil(cfg.warmup_ratio * steps), total=steps)
+    def length(self, state: LoopState, now: float) -> int:
+        self.start = self.start or (now, state.step)
+        n = state.step - self.start[1]
+        if n == 3 or (n and n % 10 == 0) or state.elapsed_s >= self.seconds:
+            return self.fit(state.step, state.elapsed_s, (now - self.start[0]) / max(n, 1))
+        return state.max_steps
+
+    def fit(self, step: int, elapsed_s: float, seconds_per_step: float) -> int:
+        """As many steps as fit at this pace, at most the step limit, ending on an epoch boundary (inside the first
+        epoch when not even one fits). If the pace slows inside an epoch that no longer fits, that epoch runs on
+        until the budget runs out; when it has, the run ends at once: the budget is a limit."""
+        remaining = self.seconds - elapsed_s
+        steps = step + max(0, int(remaining / max(seconds_per_step, 1e-9)))
+        if remaining > 0 and steps >= self.multiple > 1:
+            steps = steps // self.multiple * self.multiple
+            if steps < step:  # the pace slowed inside an epoch that no longer fits: the budget's end cuts it
+                steps = -(-step // self.multiple) * self.multiple
+        return max(step, 1, min(self.limit, steps))
 
 
 class MetricsLog:
@@ -274,165 +230,263 @@ class NullLog(MetricsLog):
         pass
 
 
-def progress_bar(quiet: bool) -> Progress:
-    return Progress(
+def progress_bar(description: str, state: LoopState, quiet: bool) -> Progress:
+    bar = Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} tok/s"),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
         console=console, disable=quiet, transient=False,
     )
+    bar.add_task(description, total=state.max_steps, completed=state.step, loss="-", rate="-")
+    return bar
 
 
-def train(model: torch.nn.Module, batches_at: Callable[[int], list[Batch]], cfg: LoopConfig, log: MetricsLog,
-          device: torch.device, out_dir: Path | None = None, run_args: dict | None = None, resume: bool = False,
-          on_validate: Callable[[int, int], dict] | None = None, stage_state: dict | None = None,
-          world: World | None = None) -> dict:
-    """Run the optimisation steps up to cfg.max_steps; batches_at(i) is this process's micro-batches of step
+def train(model: torch.nn.Module, batches_at: Callable[[int], list[Batch]], args: TrainArgs, plan: Plan,
+          log: MetricsLog, run: RunOptions = RunOptions(), world: World | None = None, out_dir: Path | None = None,
+          identity: dict | None = None, on_validate: Callable[[int, int], dict] | None = None,
+          stage_state: dict | None = None) -> dict:
+    """Run the optimisation steps up to plan.max_steps; batches_at(i) is this process's micro-batches of step
     i + 1 (0-based).
 
-    With out_dir, resumable checkpoints go to out_dir/checkpoints (every cfg.save_every steps / save_minutes,
-    and on SIGINT/SIGTERM); resume=True continues from the newest one. stage_state is the stage's own state
-    (e.g. the best epoch so far), saved and restored with the rest. on_validate(epoch, step) is called at the end
-    of every epoch, every cfg.validate_every steps and after the last step; the figures it returns are logged.
-    With several processes (world), every one runs this loop in step; rank 0 alone logs and saves, and paces a
-    time budget for all.
+    With out_dir, resumable checkpoints go to out_dir/checkpoints (every run.save_every steps / save_minutes, at
+    epoch ends if the plan says so, and on SIGINT/SIGTERM); run.resume continues from the newest one, which must
+    have the same `identity`. stage_state is the stage's own state (e.g. the best epoch so far), saved and
+    restored with the rest. on_validate(epoch, step) is called at the end of every epoch, every args.val_every
+    steps and after the last step; the figures it returns are logged. With several processes (world), every one
+    runs this loop in step; rank 0 alone logs and saves, and paces a time budget for all.
     """
-    world = world or World(device=device)
-    model.to(device).train()
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    scheduler = linear_schedule(optimizer, math.ceil(cfg.warmup_ratio * cfg.max_steps), cfg.max_steps)
-    stage_state = {} if stage_state is None else stage_state
-    counters = {"step": 0, "tokens": 0, "elapsed_s": 0.0, "skipped": 0}
-    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay else None
-    if resume and (found := agreed_checkpoint(out_dir, world)) is not None:
-        check_same_run(saved_run_args(found), run_args or {}, found)  # before its tensors: a clearer error
-        restored = load_state(found, model, optimizer, scheduler, average)
-        counters.update({k: v for k, v in restored["counters"].items() if k != "stage"})
-        stage_state.update(restored["counters"].get("stage", {}))
-        if "max_steps" in counters:  # the length a time budget fitted
-            set_length(cfg, scheduler, counters["max_steps"])
-        console.print(f"resuming from {found} (step {counters['step']:,} of {cfg.max_steps:,})")
-    log.truncate_after(counters["step"])
-    runner = distributed.wrap(model, world)
-    runner = torch.compile(runner) if cfg.compile else runner  # saved and restored as `model`: plain names
+    world = world or World()
+    loop = Loop(model, args, plan, run, world, out_dir, identity, {} if stage_state is None else stage_state)
+    state = loop.state
+    log.truncate_after(state.step)
+    meter = Meter(args.log_every)
+    with StopSignals() as stop, progress_bar(plan.description, state, run.quiet or not world.is_main) as bar:
+        while state.step < state.max_steps:
+            batches = batches_at(state.step)
+            loss = loop.step(batches)
+            agreed = loop.agree(loss, sum(b.n_tokens for b in batches), stop.received)
+            meter.add(agreed["loss"], agreed["tokens"])
+            if record := meter.record(state, learning_rate(args, state.step, state.max_steps)):
+                log.write(record)
+                bar.update(bar.task_ids[0], loss=f"{record['loss']:.4f}", rate=f"{record['tokens_per_s']:,.0f}")
+            bar.update(bar.task_ids[0], completed=state.step, total=state.max_steps)  # a budget may change the length
+            batch = batches[0]
+            if on_validate is not None and loop.validation_due(batch):
+                log.write(loop.validate(on_validate, batch))
+            if state.step < state.max_steps and (loop.save_due(batch, agreed["save"]) or agreed["stop"]):
+                saved = loop.save()
+            if agreed["stop"] and state.step < state.max_steps:
+                where = f"checkpoint saved in {saved}; resume with: {resume_command()}" if out_dir else "nothing saved"
+                signum = signal.Signals(agreed["stop"])
+                raise Interrupted(f"stopped by {signum.name} after step {state.step:,}; {where}", exit_code=128 + signum)
+    return {"steps": state.step, "tokens": state.tokens, "elapsed_s": state.elapsed_s, "skipped_steps": state.skipped,
+            **meter.last}
 
-    def save() -> Path | None:
-        folder = save_state(out_dir, model, optimizer, scheduler, {**counters, "stage": stage_state},
-                            run_args or {}, cfg.keep_checkpoints, average) if world.is_main else None
-        world.barrier()  # no process goes on (or exits) before the checkpoint is whole
+
+class Meter:
+    """The training loss and tokens/s of the last log_every steps, as metrics.jsonl records."""
+
+    def __init__(self, log_every: int):
+        self.log_every, self.window, self.session_tokens, self.last = log_every, [], 0, {}
+        self.t0 = time.perf_counter()
+
+    def add(self, loss: float | None, n_tokens: int):
+        self.session_tokens += n_tokens
+        if loss is not None:
+            self.window.append(loss)
+
+    def record(self, state: LoopState, lr: float) -> dict | None:
+        """Every log_every steps and at the last: the mean loss since the last record, and the rate now in force."""
+        if not self.window or (state.step % self.log_every and state.step != state.max_steps):
+            return None
+        rate = self.session_tokens / (time.perf_counter() - self.t0)
+        self.last = {"step": state.step, "loss": sum(self.window) / len(self.window), "lr": lr, "tokens": state.tokens,
+                     "tokens_per_s": rate, "elapsed_s": state.elapsed_s}
+        self.window = []
+        return self.last
+
+
+class Loop:
+    """The loop's machinery for one run: the model, AdamW, the weights' moving average, the time budget, the
+    resumable checkpoints, and the loop's state."""
+
+    def __init__(self, model, args: TrainArgs, plan: Plan, run: RunOptions, world: World, out_dir: Path | None,
+                 identity: dict | None, stage_state: dict):
+        self.model, self.args, self.plan, self.run, self.world = model.to(world.device).train(), args, plan, run, world
+        self.out_dir, self.identity, self.stage_state = out_dir, identity or {}, stage_state
+        self.optimizer = make_optimizer(model, args.lr, args.weight_decay)
+        self.average = WeightAverage(model, plan.ema_decay) if plan.ema_decay else None
+        self.state = LoopState(max_steps=plan.max_steps)
+        if run.resume and (found := agreed_checkpoint(out_dir, world)) is not None:
+            check_same_run(saved_run_args(found), self.identity, found)  # before its tensors: a clearer error
+            restored = load_state(found, model, self.optimizer, asdict(self.state), self.average)
+            self.state = LoopState(**restored["loop"])
+            stage_state.update(restored["stage"])
+            console.print(f"resuming from {found} (step {self.state.step:,} of {self.state.max_steps:,})")
+        self.budget = Budget(args.max_minutes, plan.max_steps, plan.steps_per_epoch) \
+            if args.max_minutes and world.is_main else None
+        runner = distributed.wrap(model, world)
+        self.runner = torch.compile(runner) if run.compile else runner  # saved and restored as `model`: plain names
+        self.clock = self.last_save = time.monotonic()
+
+    def step(self, batches: list[Batch]) -> float | None:
+        """One optimisation step; this process's share of its loss (None when it was skipped)."""
+        state = self.state
+        try:
+            loss = training_step(self.runner, self.optimizer, batches,
+                                 learning_rate(self.args, state.step, state.max_steps), self.args.grad_clip,
+                                 self.plan.precision, self.world)
+        except NonFinite as e:
+            loss = self.non_finite(str(e), state.step + 1)
+        state.step += 1
+        if self.average is not None:
+            self.average.update(state.step)
+        now = time.perf_counter()
+        state.elapsed_s += now - self.clock
+        self.clock = now
+        if self.budget is not None:
+            state.max_steps = self.budget.length(state, now)
+        return loss
+
+    def agree(self, loss: float | None, n_tokens: int, stop: int | None) -> dict:
+        """The step's global loss and tokens, any process's stop signal or save time, and rank 0's run length."""
+        timed = bool(self.run.save_minutes) and time.monotonic() - self.last_save >= 60 * self.run.save_minutes
+        agreed = {"loss": loss, "tokens": n_tokens, "stop": stop, "save": timed}
+        if self.world.size > 1:
+            shared = self.world.all_sum_named({"loss": loss or 0.0, "tokens": n_tokens, "stop": stop is not None,
+                                               "save": timed, "length": self.state.max_steps * self.world.is_main})
+            agreed = {"loss": None if loss is None else shared["loss"], "tokens": int(shared["tokens"]),
+                      "stop": (stop or signal.SIGTERM) if shared["stop"] else None, "save": shared["save"] > 0}
+            self.state.max_steps = int(shared["length"])
+        self.state.tokens += agreed["tokens"]
+        return agreed
+
+    def non_finite(self, what: str, step: int) -> None:
+        """--on-nan stop: one error naming the last good checkpoint; skip: count it, and give up when it recurs."""
+        if self.run.on_nan != "skip":
+            previous = latest_checkpoint(self.out_dir) if self.out_dir is not None else None
+            kept = f"the last good checkpoint is {previous} (resume with --resume)" if previous else \
+                "no checkpoint was saved before it"
+            raise TinyLMError(f"{what} at step {step}; lower --lr (now {self.args.lr:g}) or check the data, or pass "
+                              f"--on-nan skip to drop such batches; {kept}")
+        self.state.skipped += 1
+        console.print(f"[yellow]warning:[/] {what} at step {step}; batch skipped ({self.state.skipped} so far)")
+        if self.state.skipped > max(10, self.state.max_steps // 10):
+            raise TinyLMError(f"{self.state.skipped} batches skipped for non-finite values by step {step}; "
+                              f"lower --lr (now {self.args.lr:g})")
+
+    def validation_due(self, batch: Batch) -> bool:
+        every = self.args.val_every and self.state.step % self.args.val_every == 0
+        return batch.epoch_end or bool(every) or self.state.step == self.state.max_steps
+
+    def validate(self, on_validate: Callable[[int, int], dict], batch: Batch) -> dict:
+        """on_validate on the weights' moving average where the run keeps one; a budget may end the run inside an
+        epoch, and that part-epoch is validated too."""
+        part = {} if batch.epoch_end else {"epoch_fraction": batch.epoch_fraction}
+        with self.average.swapped_in() if self.average is not None else nullcontext():
+            figures = on_validate(batch.epoch, self.state.step)
+        self.model.train()
+        return {"step": self.state.step, "epoch": batch.epoch, **part, **figures}
+
+    def save_due(self, batch: Batch, timed: bool) -> bool:
+        every = self.run.save_every and self.state.step % self.run.save_every == 0
+        return self.out_dir is not None and bool(every or (self.plan.save_at_epoch_end and batch.epoch_end) or timed)
+
+    def save(self) -> Path | None:
+        """A resumable checkpoint, written by rank 0; no process goes on (or exits) before it is whole."""
+        if self.out_dir is None:
+            return None
+        folder = save_state(self.out_dir, self.model, self.optimizer, asdict(self.state), self.stage_state,
+                            self.identity, self.run.keep_checkpoints, self.average) if self.world.is_main else None
+        self.world.barrier()
+        self.last_save = time.monotonic()
         return folder
 
-    t0 = clock = time.perf_counter()
-    session_tokens, last_save, window, last, limit, paced = 0, time.monotonic(), [], {}, cfg.max_steps, None
-    with StopSignals() as stop, progress_bar(cfg.quiet or not world.is_main) as bar:
-        task = bar.add_task(cfg.description, total=cfg.max_steps, completed=counters["step"], loss="-", rate="-")
-        step = counters["step"]
-        while step < cfg.max_steps:
-            step += 1
-            batches = batches_at(step - 1)
-            loss = training_step(runner, optimizer, scheduler, batches, cfg, device, step, out_dir, counters, world)
-            if average is not None:
-                average.update(step)
-            now = time.perf_counter()
-            counters.update(step=step, elapsed_s=counters["elapsed_s"] + now - clock)
-            clock = now
-            if cfg.max_minutes and world.is_main:  # the pace after the first (slower) step: fitted at 3 steps,
-                paced = paced or (now, step)         # refitted every 10
-                n = step - paced[1]
-                if n == 3 or (n and n % 10 == 0) or counters["elapsed_s"] >= 60 * cfg.max_minutes:
-                    fit_to_budget(cfg, scheduler, counters, (now - paced[0]) / max(n, 1), limit)
-            n_tokens = sum(b.n_tokens for b in batches)
-            timed = bool(cfg.save_minutes) and time.monotonic() - last_save >= 60 * cfg.save_minutes
-            stopping = stop.received  # taken once: a signal arriving later is acted on after the next step
-            if world.size > 1:  # the global loss and tokens, any process's stop signal or save time, rank 0's length
-                shared = world.all_sum([loss if loss is not None else 0.0, n_tokens, stopping is not None,
-                                        timed, cfg.max_steps if world.is_main else 0])
-                loss = None if loss is None else shared[0]
-                n_tokens, timed = int(shared[1]), shared[3] > 0
-                stopping = (stopping or signal.SIGTERM) if shared[2] else None
-                if int(shared[4]) != cfg.max_steps:
-                    counters["max_steps"] = int(shared[4])
-                    set_length(cfg, scheduler, counters["max_steps"])
-            session_tokens += n_tokens
-            counters["tokens"] += n_tokens
-            if loss is not None:
-                window.append(loss)
-            if (step % cfg.log_every == 0 or step == cfg.max_steps) and window:
-                rate = session_tokens / (now - t0)
-                last = {"step": step, "loss": sum(window) / len(window), "lr": scheduler.get_last_lr()[0],
-                        "tokens": counters["tokens"], "tokens_per_s": rate, "elapsed_s": counters["elapsed_s"],
-                        **cfg.extra_log}
-                log.write(last)
-                bar.update(task, loss=f"{last['loss']:.4f}", rate=f"{rate:,.0f}")
-                window = []
-            bar.update(task, completed=step, total=cfg.max_steps)  # a budget may have changed the length
-            # A budget may end the run inside an epoch: that part-epoch is validated too.
-            batch = batches[0]
-            every = cfg.validate_every and step % cfg.validate_every == 0
-            if on_validate is not None and (batch.epoch_end or every or step == cfg.max_steps):
-                part = {} if batch.epoch_end else {"epoch_fraction": batch.epoch_fraction}
-                with average.swapped_in() if average is not None else nullcontext():
-                    figures = on_validate(batch.epoch, step)
-                log.write({"step": step, "epoch": batch.epoch, **part, **figures})
-                model.train()
-            due = (cfg.save_every and step % cfg.save_every == 0) or (cfg.save_at_epoch_end and batch.epoch_end) or timed
-            if out_dir is not None and step < cfg.max_steps and (due or stopping):
-                saved, last_save = save(), time.monotonic()
-            if stopping and step < cfg.max_steps:
-                where = f"checkpoint saved in {saved}; resume with: {resume_command()}" if out_dir else "nothing saved"
-                raise Interrupted(f"stopped by {signal.Signals(stopping).name} after step {step:,}; {where}",
-                                  exit_code=128 + stopping)
-    return {"steps": counters["step"], "tokens": counters["tokens"], "elapsed_s": counters["elapsed_s"],
-            "skipped_steps": counters["skipped"], **last}
+
+class NonFinite(Exception):
+    """A step whose loss or gradient was not finite: its update was skipped."""
 
 
-def training_step(model, optimizer, scheduler, batches: list[Batch], cfg: LoopConfig, device, step: int,
-                  out_dir: Path | None, counters: dict, world: World | None = None) -> float | None:
-    """One optimisation step over this process's micro-batches; returns its share of the step's loss, or None
-    when a non-finite loss/gradient made it skip the step.
+def training_step(model, optimizer, batches: list[Batch], lr: float, grad_clip: float, precision: str,
+                  world: World) -> float:
+    """One optimisation step over this process's micro-batches at learning rate `lr`; returns its share of the
+    step's loss. A non-finite loss or gradient skips the update and raises NonFinite.
 
     Each micro-batch's mean loss is weighted by its share of the global batch's targets, so the summed gradient is
     that of the global batch's mean loss however the batch is split (DDP then averages over processes, hence
     the factor world.size).
     """
-    size = world.size if world else 1
     local = sum(b.n_targets for b in batches)
-    total = world.all_sum([local])[0] if world else local
+    total = world.all_sum([local])[0]
     shares = [b.n_targets / total if total else 0.0 for b in batches]
     optimizer.zero_grad(set_to_none=True)
     value = None
     for i, (batch, share) in enumerate(zip(batches, shares)):
         if batch.seed is not None:  # dropout depends on the micro-batch, not on which process computes it
             torch.manual_seed(batch.seed)
-        inputs = {k: v.to(device, non_blocking=True) for k, v in host_inputs(batch).items()}
-        accumulate = model.no_sync() if size > 1 and i < len(batches) - 1 else nullcontext()
+        inputs = {k: v.to(world.device, non_blocking=True) for k, v in host_inputs(batch).items()}
+        accumulate = model.no_sync() if world.size > 1 and i < len(batches) - 1 else nullcontext()
         with accumulate:
-            with autocast(cfg.precision, device):
+            with autocast(precision, world.device):
                 loss, _ = model(**inputs)
-            (loss * (share * size)).backward()
+            (loss * (share * world.size)).backward()
         part = loss.detach().float() * share
         value = part if value is None else value + part
     value = value.item()
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     if torch.isfinite(norm):  # the same on every process: the gradients are averaged before
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         optimizer.step()
-        scheduler.step()
         return value
-    what = f"the loss became {value}" if not math.isfinite(value) else f"the gradient norm became {norm.item()}"
-    if cfg.on_nan != "skip":
-        previous = latest_checkpoint(out_dir) if out_dir is not None else None
-        kept = f"the last good checkpoint is {previous} (resume with --resume)" if previous else \
-            "no checkpoint was saved before it"
-        raise TinyLMError(f"{what} at step {step}; lower --lr (now {cfg.lr:g}) or check the data, or pass "
-                          f"--on-nan skip to drop such batches; {kept}")
     optimizer.zero_grad(set_to_none=True)
-    scheduler.step()  # the schedule stays aligned with the step count
-    counters["skipped"] += 1
-    console.print(f"[yellow]warning:[/] {what} at step {step}; batch skipped ({counters['skipped']} so far)")
-    if counters["skipped"] > max(10, cfg.max_steps // 10):
-        raise TinyLMError(f"{counters['skipped']} batches skipped for non-finite values by step {step}; "
-                          f"lower --lr (now {cfg.lr:g})")
-    return None
+    raise NonFinite(f"the loss became {value}" if not math.isfinite(value) else f"the gradient norm became {norm.item()}")
+
+
+def prepare_out_dir(out_dir: Path, run: RunOptions, world: World | None = None) -> MetricsLog:
+    """The run folder: refused when it holds something, unless --overwrite (replace) or --resume (continue).
+
+    With several processes, rank 0 prepares it (and logs) while the others wait.
+    """
+    if world is not None and world.size > 1:
+        if not world.is_main:
+            world.barrier()
+            return NullLog()
+        log = prepare_out_dir(out_dir, run)
+        world.barrier()
+        return log
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir, run.overwrite or run.resume, flag="--out ")
+    if run.overwrite:
+        remove_checkpoints(out_dir)  # an old run's checkpoints must not be resumed
+    if run.resume and latest_checkpoint(out_dir) is None:
+        if (out_dir / WEIGHTS_FILE).is_file():
+            raise TinyLMError(f"--resume: {out_dir} has no checkpoint to resume from (the run finished, or stopped "
+                              "before its first checkpoint); use --overwrite to train again")
+        console.print(f"note: no checkpoint in {out_dir} yet; starting from the beginning")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return MetricsLog(out_dir / METRICS_FILE, resume=run.resume)
+    except OSError as e:
+        raise TinyLMError(f"cannot write to --out {out_dir}: {e.strerror}") from None
+
+
+def batch_identity(cfg: StageConfig, world: World) -> dict:
+    """The training settings a resume must share: those of the stage's config, with the global batch in place of
+    how it is cut (batch size, accumulation, processes), which may change between the two parts of a run."""
+    settings = {k: v for k, v in cfg.flat().items() if k not in ("batch_size", "grad_accum")}
+    return {**settings, "global_batch": global_batch(cfg.train, world)}
+
+
+def global_batch(args: TrainArgs, world: World) -> int:
+    return args.batch_size * args.grad_accum * world.size
+
+
+def describe_batch(args: TrainArgs, world: World, what: str) -> str:
+    """'batches of 64 sequences' and, when it is cut, how: '(16 x 2 accumulated x 2 processes)'."""
+    parts = [f"{args.batch_size}"] + ([f"{args.grad_accum} accumulated"] if args.grad_accum > 1 else []) + \
+        ([f"{world.size} processes"] if world.size > 1 else [])
+    return f"batches of {global_batch(args, world)} {what}" + (f" ({' x '.join(parts)})" if len(parts) > 1 else "")
 
 
 def agreed_checkpoint(out_dir: Path | None, world: World) -> Path | None:
