@@ -20,8 +20,8 @@ from tokenizers import Tokenizer
 from tinylm import __version__
 from tinylm.config import BertConfig, from_dict
 from tinylm.errors import TinyLMError
-from tinylm.files import (ARGS_FILE, CHECKPOINTS, CONFIG_FILE, METRICS_FILE, PROVENANCE_FILE, RUN_CONFIG, TOKENIZER_FILE,
-                          WEIGHTS_FILE, read_json, write_json)
+from tinylm.files import (ARGS_FILE, CHECKPOINTS, CONFIG_FILE, METRICS_FILE, PROVENANCE_FILE, RUN_CONFIG,
+                          TOKENIZER_FILE, WEIGHTS_FILE, read_json, write_json)
 from tinylm.model import POOLINGS, BertForMaskedLM, BertForSequenceClassification
 from tinylm.tokenizer import load_tokenizer
 

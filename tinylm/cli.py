@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import typing
+from dataclasses import fields
 from enum import Enum, StrEnum
 from inspect import Parameter, signature
 from pathlib import Path
@@ -21,9 +22,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tinylm.config import (PRESETS, ClassWeights, Device, EmbeddingInit, FinetuneConfig, LongDocs, OnNan, Pooling,
-                           Precision, PretrainConfig, RunOptions, StageConfig, resolve_finetune, resolve_pretrain,
-                           to_toml)
+from tinylm.config import (PRESETS, ClassWeights, Device, EmbeddingInit, ExportFormat, FinetuneConfig, LongDocs,
+                           OnNan, Pooling, Precision, PretrainConfig, RunOptions, StageConfig, TrainArgs,
+                           resolve_finetune, resolve_pretrain, to_toml)
 from tinylm.data import FORMATS_HELP
 from tinylm.distributed import rank
 from tinylm.errors import Interrupted, TinyLMError
@@ -87,6 +88,7 @@ PRETRAIN_HELP = {
     "max_minutes": "Wall-clock budget: train as many steps as fit (at most --max-steps if given), the LR schedule "
                    "fitted to it.",
     "epochs": "Passes over the corpus, instead of --max-steps.",
+    "lr": "Peak learning rate (default: the preset's).",
 }
 FINETUNE_HELP = {
     "batch_size": "Documents per forward pass, per process.",
@@ -135,14 +137,7 @@ def training_command(stage: type[StageConfig], names: tuple[str, ...], helps: di
     """Give a command the stage's flags `names` (passed on as `flags`, a dict of those given) and the run options
     (passed on as `run`, a RunOptions; `extra_run` names RunOptions fields the command adds as its own options).
     Declared once here, so that pretrain and finetune share their names, help and checks."""
-    defaults = stage().flat()
-    flag_params = []
-    for name in names:
-        kind = CHOICES.get(name) or type(defaults[name]) if defaults[name] is not None else \
-            float if name in ("max_minutes", "epochs") else int
-        shown = defaults[name] if defaults[name] is not None else False
-        flag_params.append(Parameter(name, Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-            Optional[kind], typer.Option(help=helps.get(name, TRAIN_HELP[name]), show_default=str(shown) if shown is not False else False)]))
+    flag_params = [flag_parameter(stage, name, helps.get(name, TRAIN_HELP[name])) for name in names]
     run_params = [Parameter(name, Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
                   for name, (annotation, default) in RUN_OPTIONS.items()]
 
@@ -164,6 +159,18 @@ def training_command(stage: type[StageConfig], names: tuple[str, ...], helps: di
         return wrapper
 
     return decorate
+
+
+def flag_parameter(stage: type[StageConfig], name: str, help: str) -> Parameter:
+    """The option for a field of the stage's config: its type from the field's annotation (or its choices), None
+    when not given, and --help showing the stage's default (pretraining's where every preset has the same)."""
+    annotations = {f.name: str(f.type) for f in (*fields(TrainArgs), *fields(stage))}
+    kind = CHOICES.get(name) or next(t for t in (int, float, str) if t.__name__ in annotations[name].split(" | "))
+    configs = [preset.pretrain for preset in PRESETS.values()] if stage is PretrainConfig else [stage()]
+    defaults = {config.flat()[name] for config in configs}
+    shown = str(defaults.pop()) if len(defaults) == 1 and None not in defaults else False
+    option = typer.Option(help=help, show_default=shown)
+    return Parameter(name, Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[kind], option])
 
 
 def plain(value):
@@ -191,26 +198,12 @@ def tokenize(
     record_host: RecordHost = False,
 ):
     """Train a BERT WordPiece tokenizer (digits split one per token) and write OUT/tokenizer.json."""
-    from tinylm.data import read_texts
-    from tinylm.pii import PLACEHOLDERS, scrub_all
-    from tinylm.provenance import build_manifest, file_records, now, scrub_record, write_manifest
-    from tinylm.checkpoint import check_out_dir
-    from tinylm.tokenizer import save_tokenizer, train_tokenizer
+    from tinylm.tokenization import tokenize as train
 
-    check_out_dir(out_dir, overwrite=True, flag="--out ")  # a tokenizer folder may be refreshed in place; a file may not
-    started, kinds = now(), scrub_kinds(scrub_pii, scrub_vat)
-    texts = read_texts(data, text_column, encoding)
-    inputs, hashing_s = file_records(data)
-    texts, counts = scrub_all(texts, kinds) if kinds else (texts, None)
-    tokenizer = train_tokenizer(texts, vocab_size, lowercase, min_frequency,
-                                extra_special=PLACEHOLDERS if kinds else [])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = save_tokenizer(tokenizer, out_dir)
-    config = {"stage": "tokenize", "data": [str(p) for p in data], "vocab_size": vocab_size, "text_column": text_column,
-              "lowercase": lowercase, "min_frequency": min_frequency, "encoding": encoding}
-    write_manifest(out_dir, build_manifest("tokenizer", inputs, [], config, command_line(), started, record_host,
-                                           scrub_record(kinds, counts), hashing_s))
-    out.print(f"trained a {tokenizer.get_vocab_size():,}-token WordPiece vocabulary on {len(texts):,} documents -> {path}")
+    done = train(data, out_dir, vocab_size, text_column, lowercase, min_frequency, encoding,
+                 scrub_kinds(scrub_pii, scrub_vat), record_host, command_line())
+    out.print(f"trained a {done['vocab_size']:,}-token WordPiece vocabulary on {done['n_documents']:,} documents "
+              f"-> {done['path']}")
 
 
 @app.command()
@@ -297,27 +290,10 @@ def evaluate(
     A base checkpoint: masked-token accuracy, cross-entropy and perplexity, with the text packed and masked as in
     pretraining, but with a fixed seed so that runs and checkpoints can be compared.
     """
-    from tinylm.checkpoint import read_config
-    from tinylm.evaluate import ERROR_COLUMNS, check_suffix, evaluate_mlm, evaluate_predictions, write_report, write_rows
+    from tinylm.evaluate import evaluate_checkpoint
 
-    check_suffix(out_file, (".json",), "--out")
-    check_suffix(errors_file, (".jsonl", ".csv"), "--errors")
-    if read_config(checkpoint)[1]["kind"] == "mlm":
-        if errors_file is not None:
-            raise TinyLMError(f"--errors lists misclassified documents, but {checkpoint} is a base (MLM) checkpoint; "
-                              "give a classifier from `tinylm finetune`")
-        report = evaluate_mlm(checkpoint, data, text_column, batch_size, encoding, seed or 0, device=device.value)
-    else:
-        if seed is not None:
-            raise TinyLMError("--seed is for base (MLM) checkpoints, whose evaluation masks tokens at random; "
-                              f"{checkpoint} is a classifier, evaluated deterministically")
-        report, rows = evaluate_predictions(checkpoint, data, text_column, label_column, batch_size, encoding,
-                                            device=device.value, precision=precision.value)
-        if errors_file is not None:
-            errors = [row for row in rows if row["predicted"] != row["label"]]
-            write_rows(errors_file, errors, ERROR_COLUMNS, report["labels"])
-    if out_file is not None:
-        write_report(out_file, report)
+    report, n_errors = evaluate_checkpoint(checkpoint, data, text_column, label_column, batch_size, encoding, seed,
+                                           device.value, precision.value, errors_file, out_file)
     if as_json:
         print(json.dumps(report))
         return
@@ -326,7 +302,7 @@ def evaluate(
     else:
         print_report(report)
     if errors_file is not None:
-        out.print(f"{len(errors):,} misclassified documents -> {errors_file}", highlight=False)
+        out.print(f"{n_errors:,} misclassified documents -> {errors_file}", highlight=False)
     if out_file is not None:
         out.print(f"report -> {out_file}", highlight=False)
 
@@ -404,14 +380,13 @@ def report(
 def export(
     checkpoint: Annotated[Path, typer.Argument(metavar="CKPT", help="Base or classifier checkpoint folder.")],
     out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Folder to write the exported model into.")],
-    fmt: Annotated[str, typer.Option("--format", help="hf: a folder transformers loads with from_pretrained.")] = "hf",
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="hf: a folder transformers loads with "
+                                              "from_pretrained.")] = ExportFormat.hf,
     overwrite: Overwrite = False,
 ):
     """Export a checkpoint for another toolkit; hf = Hugging Face transformers (offline, no hub)."""
-    from tinylm.hf import FORMATS, export_hf
+    from tinylm.hf import export_hf
 
-    if fmt not in FORMATS:
-        raise TinyLMError(f"--format {fmt!r} is not supported; choose one of {', '.join(FORMATS)}")
     summary = export_hf(checkpoint, out_dir, overwrite)
     loader = "AutoModelForMaskedLM" if summary["kind"] == "mlm" else "AutoModelForSequenceClassification"
     out.print(f"exported {summary['architecture']} -> {out_dir}  (load with transformers' {loader}"

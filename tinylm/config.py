@@ -106,6 +106,10 @@ class ClassWeights(Choice):
     balanced = "balanced"
 
 
+class ExportFormat(Choice):
+    hf = "hf"  # a folder transformers loads with from_pretrained
+
+
 def check_positive(obj, names: tuple[str, ...]):
     for name in names:
         value = getattr(obj, name)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 
-from tinylm.checkpoint import load_checkpoint
+from tinylm.checkpoint import load_checkpoint, read_config
 from tinylm.devices import autocast, resolve_device, resolve_precision
 from tinylm.config import LongDocs
 from tinylm.data import encode_for_classification, pack_documents, pad_batch, read_records, read_texts
@@ -157,6 +157,36 @@ def predict(ckpt_dir: Path, data: Path, text_column: str = "text", id_column: st
         row["label"], _, row["probabilities"] = prediction(p, labels)
         rows.append(row)
     return rows
+
+
+def evaluate_checkpoint(ckpt_dir: Path, data: Path, text_column: str = "text", label_column: str = "label",
+                        batch_size: int = 64, encoding: str = "utf-8", seed: int | None = None, device: str = "auto",
+                        precision: str = "auto", errors_file: Path | None = None,
+                        out_file: Path | None = None) -> tuple[dict, int | None]:
+    """`tinylm eval`: a classifier's report (and its misclassified documents in errors_file), or a base's masked-token
+    figures (masked from `seed`, 0 unless given); the report also goes to out_file. Returns (report, the number of
+    documents in errors_file, if any)."""
+    check_suffix(out_file, (".json",), "--out")
+    check_suffix(errors_file, (".jsonl", ".csv"), "--errors")
+    n_errors = None
+    if read_config(ckpt_dir)[1]["kind"] == "mlm":
+        if errors_file is not None:
+            raise TinyLMError(f"--errors lists misclassified documents, but {ckpt_dir} is a base (MLM) checkpoint; "
+                              "give a classifier from `tinylm finetune`")
+        report = evaluate_mlm(ckpt_dir, data, text_column, batch_size, encoding, seed or 0, device=device)
+    else:
+        if seed is not None:
+            raise TinyLMError("--seed is for base (MLM) checkpoints, whose evaluation masks tokens at random; "
+                              f"{ckpt_dir} is a classifier, evaluated deterministically")
+        report, rows = evaluate_predictions(ckpt_dir, data, text_column, label_column, batch_size, encoding,
+                                            device=device, precision=precision)
+        if errors_file is not None:
+            errors = [row for row in rows if row["predicted"] != row["label"]]
+            write_rows(errors_file, errors, ERROR_COLUMNS, report["labels"])
+            n_errors = len(errors)
+    if out_file is not None:
+        write_report(out_file, report)
+    return report, n_errors
 
 
 # ---- base (MLM) checkpoints: how well the model fills in masked tokens -----------------------------------------

@@ -28,7 +28,6 @@ from tinylm.model import BertForMaskedLM, BertForSequenceClassification
 from tinylm.provenance import build_manifest, command_line, file_records, now, parent_record, read_manifest
 from tinylm.tokenizer import CLS, MASK, PAD, SEP, SPECIAL_TOKENS, UNK
 
-FORMATS = ("hf",)
 PICKLE_FILES = ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
 SHARD_INDEX = "model.safetensors.index.json"
 VOCAB_FILE = "vocab.txt"

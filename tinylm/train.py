@@ -242,7 +242,7 @@ def progress_bar(description: str, state: LoopState, quiet: bool) -> Progress:
 
 
 def train(model: torch.nn.Module, batches_at: Callable[[int], list[Batch]], args: TrainArgs, plan: Plan,
-          log: MetricsLog, run: RunOptions = RunOptions(), world: World | None = None, out_dir: Path | None = None,
+          log: MetricsLog, run: RunOptions | None = None, world: World | None = None, out_dir: Path | None = None,
           identity: dict | None = None, on_validate: Callable[[int, int], dict] | None = None,
           stage_state: dict | None = None) -> dict:
     """Run the optimisation steps up to plan.max_steps; batches_at(i) is this process's micro-batches of step
@@ -255,7 +255,7 @@ def train(model: torch.nn.Module, batches_at: Callable[[int], list[Batch]], args
     steps and after the last step; the figures it returns are logged. With several processes (world), every one
     runs this loop in step; rank 0 alone logs and saves, and paces a time budget for all.
     """
-    world = world or World()
+    run, world = run or RunOptions(), world or World()
     loop = Loop(model, args, plan, run, world, out_dir, identity, {} if stage_state is None else stage_state)
     state = loop.state
     log.truncate_after(state.step)
@@ -327,7 +327,7 @@ class Loop:
             if args.max_minutes and world.is_main else None
         runner = distributed.wrap(model, world)
         self.runner = torch.compile(runner) if run.compile else runner  # saved and restored as `model`: plain names
-        self.clock = self.last_save = time.monotonic()
+        self.clock, self.last_save = time.perf_counter(), time.monotonic()
 
     def step(self, batches: list[Batch]) -> float | None:
         """One optimisation step; this process's share of its loss (None when it was skipped)."""
