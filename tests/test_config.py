@@ -112,3 +112,35 @@ def test_unset_rows_and_batch_are_resolved_from_the_corpus_and_recorded(trained,
         assert (kept["seq_len"], kept["batch_size"]) == (rows, batch)  # the run folder repeats the run
         args = json.loads((tmp_path / "base" / "training_args.json").read_text())["train"]
         assert (args["seq_len"], args["batch_size"]) == (rows, batch)
+
+
+@pytest.mark.parametrize("key, value, message", [("lr", 0, "lr must be positive, got 0"),
+                                                 ("warmup_ratio", 1.5, "warmup-ratio must be in [0, 1), got 1.5"),
+                                                 ("weight_decay", -0.1, "weight-decay must not be negative"),
+                                                 ("grad_clip", 0.0, "grad-clip must be positive"),
+                                                 ("pooling", "first", "pooling must be one of max, mean, cls"),
+                                                 ("ema_decay", 1.0, "ema-decay must be in [0, 1)")])
+def test_a_stage_config_checks_itself_where_it_is_built(tmp_path, key, value, message):
+    """The same checks for a TOML file, the flags and the library: the config refuses what it cannot run."""
+    from tinylm.config import FinetuneConfig
+
+    with pytest.raises(TinyLMError, match=rf"arguments: --{message}".replace("[", r"\[").replace("(", r"\(")
+                       .replace(")", r"\)")):
+        FinetuneConfig.of(**{key: value})
+    path = tmp_path / "run.toml"
+    path.write_text(f"[train]\n{key} = {value!r}\n".replace("'", '"'))
+    with pytest.raises(TinyLMError, match=rf"run.toml \[train\]"):
+        resolve_finetune(path, {})
+
+
+def test_resolved_values_are_derived_not_written_into_the_callers_config():
+    from dataclasses import replace
+
+    from tinylm.config import FinetuneConfig
+    from tinylm.finetune import resolve_seq_len
+
+    cfg = FinetuneConfig.of(epochs=2)
+    resolved = resolve_seq_len(cfg, 128)
+    assert cfg.train.seq_len is None and resolved.train.seq_len == 128 and resolved.epochs == 2
+    assert FinetuneConfig().train.lr == 5e-4 and FinetuneConfig().train is not FinetuneConfig().train
+    assert replace(cfg, epochs=3).train == cfg.train

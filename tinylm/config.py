@@ -146,7 +146,11 @@ class TrainArgs:
     text_column: str = "text"
 
     def __post_init__(self):
-        check_positive(self, ("lr", "batch_size", "grad_accum", "seq_len", "max_minutes", "val_every", "log_every"))
+        check_positive(self, ("lr", "batch_size", "grad_accum", "seq_len", "max_minutes", "val_every", "log_every",
+                              "grad_clip"))
+        check_fraction("warmup_ratio", self.warmup_ratio)
+        if self.weight_decay < 0:
+            raise TinyLMError(f"--weight-decay must not be negative, got {self.weight_decay:g}")
 
 
 class StageConfig:
