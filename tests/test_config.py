@@ -129,7 +129,7 @@ def test_a_stage_config_checks_itself_where_it_is_built(tmp_path, key, value, me
         FinetuneConfig.of(**{key: value})
     path = tmp_path / "run.toml"
     path.write_text(f"[train]\n{key} = {value!r}\n".replace("'", '"'))
-    with pytest.raises(TinyLMError, match=rf"run.toml \[train\]"):
+    with pytest.raises(TinyLMError, match=r"run.toml \[train\]"):
         resolve_finetune(path, {})
 
 
