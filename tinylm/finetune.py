@@ -201,8 +201,8 @@ class LabelledData:
     """The training and validation documents (a stratified split of TRAIN unless a validation file is given)
     and the labels, sorted."""
 
-    def __init__(self, paths: list[Path], train: list[Record], val: list[Record], labels: list[str], split: bool):
-        self.paths, self.train, self.val, self.labels, self.split = paths, train, val, labels, split
+    def __init__(self, paths: list[Path], train: list[Record], val: list[Record], labels: list[str]):
+        self.paths, self.train, self.val, self.labels = paths, train, val, labels
         self.label2id = {label: i for i, label in enumerate(labels)}
 
     @classmethod
@@ -214,12 +214,12 @@ class LabelledData:
             raise TinyLMError(f"{train_path} has only one label ({labels[0]!r}); a classifier needs at least two")
         if val_path is None:
             train_idx, val_idx = stratified_split([r.label for r in records], cfg.val_fraction, cfg.train.seed)
-            return cls([train_path], [records[i] for i in train_idx], [records[i] for i in val_idx], labels, True)
+            return cls([train_path], [records[i] for i in train_idx], [records[i] for i in val_idx], labels)
         val = read_records(val_path, cfg.train.text_column, cfg.label_column, encoding=encoding)
         unseen = sorted({r.label for r in val} - set(labels))
         if unseen:
             raise TinyLMError(f"--val {val_path} has label(s) {', '.join(map(repr, unseen))} that the training data lacks")
-        return cls([train_path, val_path], records, val, labels, False)
+        return cls([train_path, val_path], records, val, labels)
 
     def scrub(self, kinds: tuple[str, ...]) -> dict[str, int]:
         """Scrub the text in place (the split is made first, so it does not depend on scrubbing)."""
