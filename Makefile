@@ -9,7 +9,7 @@ DEMO   ?= runs/demo
 DEMO_PRESET ?= tiny
 DEMO_EPOCHS ?= 10
 
-.PHONY: install demo test test-slow parity bench bench-throughput bench-memory bench-predict bench-quality data clean
+.PHONY: install demo test test-slow parity bench bench-throughput bench-memory bench-predict bench-deploy bench-quality data clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench-memory: $(BIN)/.bench
 # Documents/s of `tinylm predict`'s path against transformers' on the same weights and texts.
 bench-predict: $(BIN)/.bench
 	$(BIN)/python benchmarks/predict_speed.py
+
+# The checkpoint, its ONNX exports (fp32, int8) and its transformers export: parity, documents/s, int8 accuracy.
+bench-deploy: $(BIN)/.bench
+	$(BIN)/python benchmarks/deploy.py
 
 # Accuracy on four real data sets at 15 + 5 minutes each, beside no pretraining and TF-IDF (about 2 hours).
 bench-quality: $(BIN)/.bench

@@ -16,6 +16,7 @@ from test_errors import assert_one_line_error, run_cli
 from tinylm.checkpoint import load_checkpoint
 from tinylm.config import FinetuneConfig, RunOptions
 from tinylm.data import encode_documents, pad_batch
+from tinylm.evaluate import predict
 from tinylm.finetune import finetune
 
 transformers = pytest.importorskip("transformers")
@@ -34,6 +35,7 @@ def real_texts() -> list[str]:
 
 
 def hf_batch(hf_tokenizer, texts, seq_len):
+    """seq_len None: the tokenizer's model_max_length."""
     return hf_tokenizer(texts, truncation=True, max_length=seq_len, padding=True, return_tensors="pt")
 
 
@@ -49,35 +51,51 @@ def tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def cls_classifier(trained, tmp_path_factory):
-    """A classifier with BERT's own [CLS] pooler: the kind transformers can represent."""
-    out = tmp_path_factory.mktemp("cls") / "classifier"
-    finetune(trained / "train.csv", trained / "base", out,
-             FinetuneConfig.of(epochs=1, batch_size=8, seq_len=32, pooling="cls"), run=RunOptions(quiet=True))
-    return out
+def classifiers(trained, tmp_path_factory) -> dict[str, Path]:
+    """A classifier per pooling: BERT's own [CLS] pooler (a plain transformers class), mean and max (remote code)."""
+    root = tmp_path_factory.mktemp("poolings")
+    for pooling in ("cls", "mean", "max"):
+        finetune(trained / "train.csv", trained / "base", root / pooling,
+                 FinetuneConfig.of(epochs=1, batch_size=8, seq_len=128, pooling=pooling), run=RunOptions(quiet=True))
+    return {pooling: root / pooling for pooling in ("cls", "mean", "max")}
+
+
+@pytest.fixture(scope="module")
+def cls_classifier(classifiers):
+    return classifiers["cls"]
+
+
+def load_exported(kind: str, folder: Path):
+    if kind == "base":
+        return transformers.AutoModelForMaskedLM.from_pretrained(folder, local_files_only=True).eval()
+    return transformers.AutoModelForSequenceClassification.from_pretrained(
+        folder, local_files_only=True, trust_remote_code=kind != "cls").eval()
 
 
 # ---- export ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["base", "classifier"])
-def test_export_loads_in_transformers_with_same_ids_and_logits(kind, trained, cls_classifier, tmp_path, capsys):
-    ckpt = trained / "base" if kind == "base" else cls_classifier
+@pytest.mark.parametrize("kind", ["base", "cls", "mean", "max"])
+def test_export_loads_in_transformers_with_same_ids_and_logits(kind, trained, classifiers, tmp_path, capsys):
+    ckpt = trained / "base" if kind == "base" else classifiers[kind]
     code, out, err = run_cli(capsys, "export", ckpt, tmp_path / "hf", "--format", "hf")
     assert code in (0, None), err
-    auto = transformers.AutoModelForMaskedLM if kind == "base" else transformers.AutoModelForSequenceClassification
-    hf_model = auto.from_pretrained(tmp_path / "hf", local_files_only=True).eval()
-    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf", local_files_only=True)
+    assert ("trust_remote_code=True" in out) == (kind in ("mean", "max"))
+    hf_model = load_exported(kind, tmp_path / "hf")
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf", local_files_only=True,
+                                                              trust_remote_code=kind in ("mean", "max"))
     assert hf_tokenizer.is_fast
 
     model, tokenizer, meta = load_checkpoint(ckpt)
     model.eval()
     texts = real_texts()
-    seq_len = model.config.max_position_embeddings
+    # a classifier reads what it was trained on (128 tokens here); its tokenizer_config says so to transformers
+    seq_len = model.config.max_position_embeddings if kind == "base" else 128
+    assert hf_tokenizer.model_max_length == seq_len
     ours = encode_documents(tokenizer, texts, seq_len)
-    batch = hf_batch(hf_tokenizer, texts, seq_len)
+    batch = hf_batch(hf_tokenizer, texts, None)
     theirs = [ids[: int(m.sum())] for ids, m in zip(batch["input_ids"].tolist(), batch["attention_mask"])]
     assert theirs == ours
-    assert len({len(s) for s in ours}) >= 5  # really different lengths, so padding is exercised
+    assert len({len(s) for s in ours}) >= 4  # really different lengths, so padding is exercised
     input_ids, attention_mask = pad_batch(ours, tokenizer.token_to_id("[PAD]"))
     assert torch.equal(input_ids, batch["input_ids"]) and torch.equal(attention_mask, batch["attention_mask"])
 
@@ -94,26 +112,55 @@ def test_export_loads_in_transformers_with_same_ids_and_logits(kind, trained, cl
     report(capsys, f"max |logit difference| tinylm vs transformers, exported {kind}: {diff:.3g}")
     assert diff < TOLERANCE
 
-    # The same key set as transformers' own save_pretrained (tied weights stored once).
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["architectures"] == [type(hf_model).__name__]
+    if kind in ("mean", "max"):  # transformers' BertModel plus the pooling, from the file in the folder
+        assert config["model_type"] == "tinylm_bert" and config["classifier_pooling"] == kind
+        assert (tmp_path / "hf" / "modeling_tinylm.py").is_file() and "auto_map" in config
+        assert not hasattr(hf_model.bert, "pooler") or hf_model.bert.pooler is None
+        return
+    # The same key set as transformers' own save_pretrained (tied weights stored once); no code in the folder.
+    assert config["model_type"] == "bert" and "auto_map" not in config
+    assert not list((tmp_path / "hf").glob("*.py"))
     hf_model.save_pretrained(tmp_path / "resaved")
     assert set(tensors(tmp_path / "hf" / "model.safetensors")) == set(tensors(tmp_path / "resaved" / "model.safetensors"))
-    config = json.loads((tmp_path / "hf" / "config.json").read_text())
-    assert config["model_type"] == "bert" and config["architectures"] == [type(hf_model).__name__]
-    tokenizer_config = json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())
-    assert tokenizer_config["model_max_length"] == model.config.max_position_embeddings
     assert hf_tokenizer.mask_token == "[MASK]" and hf_tokenizer.pad_token_id == tokenizer.token_to_id("[PAD]")
 
 
-def test_export_refuses_a_mean_pooled_classifier(trained, tmp_path, capsys):
-    assert_one_line_error(capsys, ["export", trained / "classifier", tmp_path / "hf"], "--pooling cls")
-    assert not (tmp_path / "hf").exists()
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+def test_a_remote_code_export_runs_in_a_pipeline_and_refuses_to_load_without_trust(pooling, classifiers, tmp_path,
+                                                                                   capsys):
+    code, _, err = run_cli(capsys, "export", classifiers[pooling], tmp_path / "hf")
+    assert code in (0, None), err
+    # Without trust_remote_code transformers must refuse, not load a BertForSequenceClassification with a random
+    # pooler in place of the pooling the classifier was trained with.
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf", local_files_only=True)
+    classify = transformers.pipeline("text-classification", model=str(tmp_path / "hf"), trust_remote_code=True,
+                                     top_k=None)
+    texts = real_texts()
+    got = classify(texts, truncation=True)
+    rows = predict(classifiers[pooling], write_texts(tmp_path / "texts.csv", texts), precision="fp32")
+    for ours, theirs in zip(rows, got):
+        theirs = {item["label"]: item["score"] for item in theirs}
+        assert max(abs(ours["probabilities"][label] - p) for label, p in theirs.items()) < TOLERANCE
+        assert max(theirs, key=theirs.get) == ours["label"]
+
+
+def write_texts(path: Path, texts: list[str]) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text"])
+        writer.writerows([t] for t in texts)
+    return path
 
 
 def test_export_refuses_a_non_empty_folder_and_an_unknown_format(trained, tmp_path, capsys):
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "keep.txt").write_text("x")
     assert_one_line_error(capsys, ["export", trained / "base", tmp_path / "hf"], "--overwrite")
-    assert_one_line_error(capsys, ["export", trained / "base", tmp_path / "o", "--format", "onnx"], "'onnx'")
+    assert_one_line_error(capsys, ["export", trained / "base", tmp_path / "o", "--format", "tflite"], "'tflite'")
+    assert_one_line_error(capsys, ["export", trained / "base", tmp_path / "o", "--int8"], "--format onnx")
     code, _, err = run_cli(capsys, "export", trained / "base", tmp_path / "hf", "--overwrite")
     assert code in (0, None), err
     assert not (tmp_path / "hf" / "keep.txt").exists()
@@ -209,9 +256,9 @@ def test_import_classifier_with_bert_special_ids_evaluates_and_predicts(hf_class
     assert len(out.strip().splitlines()) == 90
 
 
-@pytest.mark.parametrize("kind", ["base", "classifier"])
-def test_round_trip_export_import_gives_identical_weights(kind, trained, cls_classifier, tmp_path, capsys):
-    ckpt = trained / "base" if kind == "base" else cls_classifier
+@pytest.mark.parametrize("kind", ["base", "cls", "max"])
+def test_round_trip_export_import_gives_identical_weights(kind, trained, classifiers, tmp_path, capsys):
+    ckpt = trained / "base" if kind == "base" else classifiers[kind]
     for args in (["export", ckpt, tmp_path / "hf"], ["import", tmp_path / "hf", tmp_path / "back"]):
         code, _, err = run_cli(capsys, *args)
         assert code in (0, None), err
@@ -220,7 +267,8 @@ def test_round_trip_export_import_gives_identical_weights(kind, trained, cls_cla
     assert all(torch.equal(before[k], after[k]) and before[k].dtype == after[k].dtype for k in before)
     assert (ckpt / "tokenizer.json").read_text() == (tmp_path / "back" / "tokenizer.json").read_text()
     original, back = (json.loads((d / "config.json").read_text()) for d in (ckpt, tmp_path / "back"))
-    for key in ("kind", "id2label", "vocab_size", "hidden_size", "num_hidden_layers", "pad_token_id"):
+    for key in ("kind", "id2label", "classifier_pooling", "vocab_size", "hidden_size", "num_hidden_layers",
+                "pad_token_id"):
         assert original.get(key) == back.get(key), key
 
 

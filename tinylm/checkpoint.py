@@ -146,6 +146,9 @@ def read_config(ckpt_dir: Path) -> tuple[BertConfig, dict]:
     if not path.is_file():
         raise TinyLMError(f"{ckpt_dir} is not a tinylm checkpoint: it has no {CONFIG_FILE}")
     data = read_json(path)
+    if "kind" not in data and "architectures" in data:
+        raise TinyLMError(f"{ckpt_dir} is a transformers model folder (such as `tinylm export --format hf` writes), "
+                          f"not a tinylm checkpoint: bring it in with `tinylm import {ckpt_dir} OUT`")
     model_keys = {f.name for f in fields(BertConfig)}
     missing = sorted(model_keys - set(data))
     if missing:

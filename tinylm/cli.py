@@ -268,7 +268,8 @@ def finetune(
 
 @app.command("eval")
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(help="Classifier or base (MLM) checkpoint folder.")],
+    checkpoint: Annotated[Path, typer.Argument(help="Classifier or base (MLM) checkpoint folder, or a classifier's "
+                                               "ONNX export.")],
     data: Annotated[Path, typer.Argument(help="A classifier: a labelled .csv, .tsv or .jsonl file. A base checkpoint: "
                                          "held-out text in any DATA format (see `tinylm tokenize --help`).")],
     text_column: TextColumn = "text",
@@ -329,7 +330,8 @@ def print_report(report: dict):
 
 @app.command()
 def predict(
-    checkpoint: Annotated[Path, typer.Argument(help="Classifier checkpoint folder.")],
+    checkpoint: Annotated[Path, typer.Argument(help="Classifier checkpoint folder, or its ONNX export "
+                                               "(run by ONNX Runtime).")],
     data: Annotated[Path, typer.Argument(metavar="INPUT", help=FORMATS_HELP)],
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Write .jsonl or .csv here; default: JSONL on stdout.")] = None,
     text_column: TextColumn = "text",
@@ -380,17 +382,34 @@ def report(
 def export(
     checkpoint: Annotated[Path, typer.Argument(metavar="CKPT", help="Base or classifier checkpoint folder.")],
     out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Folder to write the exported model into.")],
-    fmt: Annotated[ExportFormat, typer.Option("--format", help="hf: a folder transformers loads with "
-                                              "from_pretrained.")] = ExportFormat.hf,
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="hf: a folder transformers loads with from_pretrained; "
+                                              "onnx: model.onnx for ONNX Runtime, served by `tinylm predict OUT_DIR`."
+                                              )] = ExportFormat.hf,
+    int8: Annotated[bool, typer.Option("--int8", help="ONNX only: quantise the linear layers' weights to int8 "
+                                       "(faster on a CPU; see docs/deploy.md for what it costs).")] = False,
     overwrite: Overwrite = False,
 ):
-    """Export a checkpoint for another toolkit; hf = Hugging Face transformers (offline, no hub)."""
+    """Export a checkpoint to serve it elsewhere: hf = Hugging Face transformers, onnx = ONNX Runtime. Offline."""
+    if fmt == ExportFormat.onnx:
+        from tinylm.onnx_export import export_onnx
+
+        summary = export_onnx(checkpoint, out_dir, overwrite, int8)
+        out.print(f"exported the {summary['kind']} as ONNX ({summary['precision']}) -> {out_dir}  (serve it with "
+                  f"`tinylm predict {out_dir} INPUT`, or ONNX Runtime and tokenizer.json: docs/deploy.md)",
+                  highlight=False)
+        return
+    if int8:
+        raise TinyLMError("--int8 quantises an ONNX export; add --format onnx")
     from tinylm.hf import export_hf
 
     summary = export_hf(checkpoint, out_dir, overwrite)
     loader = "AutoModelForMaskedLM" if summary["kind"] == "mlm" else "AutoModelForSequenceClassification"
+    remote = ", trust_remote_code=True: the pooling's code is in the folder" if summary["remote_code"] else ""
     out.print(f"exported {summary['architecture']} -> {out_dir}  (load with transformers' {loader}"
-              f".from_pretrained and AutoTokenizer.from_pretrained)", highlight=False)
+              f".from_pretrained(OUT_DIR{remote}) and AutoTokenizer.from_pretrained)", highlight=False)
+    if summary.get("long_docs") == "windows":
+        out.print("note: this classifier reads long documents in windows; transformers reads the first window only. "
+                  "`--format onnx` with `tinylm predict` serves the windows", highlight=False)
     if importlib.util.find_spec("transformers") is None:  # export itself needs no transformers; loading does
         out.print("note: transformers is not installed here; `pip install tinylm[hf]` adds it", highlight=False)
 

@@ -108,6 +108,7 @@ class ClassWeights(Choice):
 
 class ExportFormat(Choice):
     hf = "hf"  # a folder transformers loads with from_pretrained
+    onnx = "onnx"  # model.onnx that ONNX Runtime runs, with the tokenizer and the settings to serve it
 
 
 def check_positive(obj, names: tuple[str, ...]):

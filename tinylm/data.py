@@ -299,12 +299,18 @@ def encode_for_classification(tokenizer: Tokenizer, texts: list[str], seq_len: i
     return encode_documents(tokenizer, texts, seq_len), list(range(len(texts)))
 
 
-def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad to the longest sequence; returns (input_ids, attention_mask)."""
+def pad_sequences(sequences: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad to the longest sequence; returns int64 (input_ids, attention_mask) arrays."""
     width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), width), dtype=np.int64)
     for i, seq in enumerate(sequences):
-        ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        ids[i, : len(seq)] = seq
         mask[i, : len(seq)] = 1
     return ids, mask
+
+
+def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """pad_sequences as tensors."""
+    ids, mask = pad_sequences(sequences, pad_id)
+    return torch.from_numpy(ids), torch.from_numpy(mask)

@@ -6,8 +6,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
@@ -20,6 +24,7 @@ from tinylm.errors import TinyLMError
 from tinylm.files import ARGS_FILE, read_json, write_json
 from tinylm.masking import mask_rows, special_positions
 from tinylm.pii import DEFAULT_KINDS, scrub_all
+from tinylm.serving import OnnxClassifier, is_onnx_export
 from tinylm.tokenizer import PAD, special_ids
 
 ERROR_COLUMNS = ["where", "text", "label", "predicted", "probability"]  # then one p_<label> column per class
@@ -99,9 +104,10 @@ def checkpoint_scrub_kinds(ckpt_dir: Path) -> tuple[str, ...]:
     return tuple(read_json(Path(ckpt_dir) / ARGS_FILE, default={}).get("scrub_pii") or ())
 
 
-def scrubbed_texts(ckpt_dir: Path, texts: list[str], also: bool = False) -> list[str]:
-    """The texts, scrubbed as in training (and with the default kinds too when `also`, i.e. --scrub-pii)."""
-    kinds = set(checkpoint_scrub_kinds(ckpt_dir)) | (set(DEFAULT_KINDS) if also else set())
+def scrubbed(texts: list[str], kinds: tuple[str, ...], also: bool = False) -> list[str]:
+    """The texts scrubbed of the PII kinds the model's training data was scrubbed of (and of the default kinds
+    too when `also`, i.e. --scrub-pii): inference must see the same placeholders."""
+    kinds = set(kinds) | (set(DEFAULT_KINDS) if also else set())
     return scrub_all(texts, tuple(sorted(kinds)))[0] if kinds else texts
 
 
@@ -111,30 +117,52 @@ def prediction(p: list[float], labels: list[str]) -> tuple[str, float, dict[str,
     return labels[best], round(p[best], 6), {label: round(v, 6) for label, v in zip(labels, p)}
 
 
+@dataclass
+class Classifier:
+    """What predict and eval need of a classifier, whichever runtime runs it: its labels, the PII kinds its
+    training data was scrubbed of, and probabilities(texts, batch_size) -> (N, num_labels) array."""
+    labels: list[str]
+    scrub_kinds: tuple[str, ...]
+    probabilities: Callable[[list[str], int], np.ndarray]
+
+
+def load_classifier(folder: Path, device: str = "cpu", precision: str = "fp32") -> Classifier:
+    """A classifier checkpoint run by PyTorch, or an ONNX export (serving.py) run by ONNX Runtime on the CPU."""
+    if is_onnx_export(folder):
+        if device not in ("auto", "cpu") or precision not in ("auto", "fp32"):
+            raise TinyLMError(f"{folder} is an ONNX export, which runs on the CPU at the precision it was exported "
+                              "with; leave out --device and --precision")
+        onnx = OnnxClassifier(folder)
+        return Classifier(onnx.labels, onnx.scrub_kinds, onnx.probabilities)
+    model, tokenizer, meta = load_checkpoint(folder, expect_kind="classifier")
+    dev = resolve_device(device)
+    run = partial(predict_proba, model, tokenizer, seq_len=checkpoint_seq_len(folder, model), device=dev,
+                  long_docs=checkpoint_long_docs(folder), precision=resolve_precision(precision, dev))
+    return Classifier([meta["id2label"][i] for i in range(len(meta["id2label"]))], checkpoint_scrub_kinds(folder),
+                      lambda texts, batch_size: run(texts, batch_size=batch_size).numpy())
+
+
 def evaluate_predictions(ckpt_dir: Path, data: Path, text_column: str = "text", label_column: str = "label",
                          batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False, device: str = "cpu",
                          precision: str = "fp32") -> tuple[dict, list[dict]]:
     """The classification report and one row per document, in input order: where (file:line), text (as the model
     saw it, i.e. scrubbed where the classifier scrubs), label, predicted, probability, probabilities.
-    device: cpu, cuda or auto; precision: fp32, bf16 or auto (bf16 where the hardware runs it natively)."""
-    model, tokenizer, meta = load_checkpoint(ckpt_dir, expect_kind="classifier")
+    ckpt_dir: a classifier checkpoint or its ONNX export. device: cpu, cuda or auto; precision: fp32, bf16 or auto
+    (bf16 where the hardware runs it natively)."""
+    classifier = load_classifier(ckpt_dir, device, precision)
     records = read_records(data, text_column, label_column, encoding=encoding)
-    id2label = meta["id2label"]
-    label2id = {label: i for i, label in id2label.items()}
+    label2id = {label: i for i, label in enumerate(classifier.labels)}
     unseen = sorted({r.label for r in records} - set(label2id))
     if unseen:
         where = next(r.where for r in records if r.label in unseen)
         raise TinyLMError(f"label(s) {', '.join(map(repr, unseen))} (first at {where}) were never seen in training; "
-                          f"the model knows {', '.join(id2label.values())}")
-    texts = scrubbed_texts(ckpt_dir, [r.text for r in records], scrub_pii)
-    dev = resolve_device(device)
-    probs = predict_proba(model, tokenizer, texts, checkpoint_seq_len(ckpt_dir, model), batch_size, dev,
-                          checkpoint_long_docs(ckpt_dir), resolve_precision(precision, dev))
-    labels = [id2label[i] for i in range(len(id2label))]
-    report = classification_report([label2id[r.label] for r in records], probs.argmax(-1).tolist(), labels)
+                          f"the model knows {', '.join(classifier.labels)}")
+    texts = scrubbed([r.text for r in records], classifier.scrub_kinds, scrub_pii)
+    probs = classifier.probabilities(texts, batch_size)
+    report = classification_report([label2id[r.label] for r in records], probs.argmax(-1).tolist(), classifier.labels)
     rows = []
     for record, text, p in zip(records, texts, probs.tolist()):
-        predicted, probability, probabilities = prediction(p, labels)
+        predicted, probability, probabilities = prediction(p, classifier.labels)
         rows.append({"where": record.where, "text": text, "label": record.label, "predicted": predicted,
                      "probability": probability, "probabilities": probabilities})
     return report, rows
@@ -143,18 +171,16 @@ def evaluate_predictions(ckpt_dir: Path, data: Path, text_column: str = "text", 
 def predict(ckpt_dir: Path, data: Path, text_column: str = "text", id_column: str | None = None,
             batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False, device: str = "cpu",
             precision: str = "fp32") -> list[dict]:
-    """One row per input document, in input order: id (if asked), label, probabilities per class."""
-    model, tokenizer, meta = load_checkpoint(ckpt_dir, expect_kind="classifier")
+    """One row per input document, in input order: id (if asked), label, probabilities per class.
+    ckpt_dir: a classifier checkpoint or its ONNX export."""
+    classifier = load_classifier(ckpt_dir, device, precision)
     records = read_records(data, text_column, id_column=id_column, encoding=encoding)
-    dev = resolve_device(device)
-    probs = predict_proba(model, tokenizer, scrubbed_texts(ckpt_dir, [r.text for r in records], scrub_pii),
-                          checkpoint_seq_len(ckpt_dir, model), batch_size, dev, checkpoint_long_docs(ckpt_dir),
-                          resolve_precision(precision, dev))
-    labels = [meta["id2label"][i] for i in range(len(meta["id2label"]))]
+    texts = scrubbed([r.text for r in records], classifier.scrub_kinds, scrub_pii)
+    probs = classifier.probabilities(texts, batch_size)
     rows = []
     for record, p in zip(records, probs.tolist()):
         row = {"id": record.id} if id_column else {}
-        row["label"], _, row["probabilities"] = prediction(p, labels)
+        row["label"], _, row["probabilities"] = prediction(p, classifier.labels)
         rows.append(row)
     return rows
 
@@ -169,7 +195,7 @@ def evaluate_checkpoint(ckpt_dir: Path, data: Path, text_column: str = "text", l
     check_suffix(out_file, (".json",), "--out")
     check_suffix(errors_file, (".jsonl", ".csv"), "--errors")
     n_errors = None
-    if read_config(ckpt_dir)[1]["kind"] == "mlm":
+    if not is_onnx_export(ckpt_dir) and read_config(ckpt_dir)[1]["kind"] == "mlm":
         if errors_file is not None:
             raise TinyLMError(f"--errors lists misclassified documents, but {ckpt_dir} is a base (MLM) checkpoint; "
                               "give a classifier from `tinylm finetune`")
@@ -241,7 +267,7 @@ def evaluate_mlm(ckpt_dir: Path, data: Path, text_column: str = "text", batch_si
     """Masked-token accuracy and perplexity of a base checkpoint on held-out text, masked as in its pretraining
     (its sequence length and mlm_probability, 15% if unrecorded) but deterministically, from `seed`."""
     model, tokenizer, _ = load_checkpoint(ckpt_dir, expect_kind="mlm")
-    texts = scrubbed_texts(ckpt_dir, read_texts(data, text_column, encoding))
+    texts = scrubbed(read_texts(data, text_column, encoding), checkpoint_scrub_kinds(ckpt_dir))
     if mlm_probability is None:
         recorded = read_json(Path(ckpt_dir) / ARGS_FILE, default={}).get("train")
         mlm_probability = recorded.get("mlm_probability", 0.15) if isinstance(recorded, dict) else 0.15

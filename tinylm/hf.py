@@ -23,6 +23,7 @@ from tinylm.checkpoint import (KINDS, TIED_KEYS, check_out_dir, commit_dir, load
                                save_checkpoint, save_weights, stored_state)
 from tinylm.config import BertConfig, from_dict
 from tinylm.errors import TinyLMError
+from tinylm.evaluate import checkpoint_long_docs, checkpoint_seq_len
 from tinylm.files import CONFIG_FILE, PROVENANCE_FILE, TOKENIZER_FILE, WEIGHTS_FILE, read_json, write_json
 from tinylm.model import BertForMaskedLM, BertForSequenceClassification
 from tinylm.provenance import build_manifest, command_line, file_records, now, parent_record, read_manifest
@@ -46,6 +47,9 @@ UNSUPPORTED = (
 )
 BASE_ARCHITECTURES = ("BertForMaskedLM", "BertForPreTraining")
 CLASSIFIER_ARCHITECTURE = "BertForSequenceClassification"
+# A mean- or max-pooled classifier exports as transformers' BertModel + this file's pooling (remote code).
+REMOTE_CODE = Path(__file__).with_name("modeling_tinylm.py")
+REMOTE_ARCHITECTURE, REMOTE_MODEL_TYPE = "TinyLMBertForSequenceClassification", "tinylm_bert"
 
 
 # ---- export ---------------------------------------------------------------------------------------------------
@@ -53,16 +57,14 @@ CLASSIFIER_ARCHITECTURE = "BertForSequenceClassification"
 def export_hf(ckpt_dir: Path, out_dir: Path, overwrite: bool = False) -> dict:
     """Write ckpt_dir as a folder that transformers' Auto* classes load with from_pretrained(out_dir).
 
-    Returns a summary: kind, architecture, out_dir, files.
+    A base or a [CLS]-pooled classifier is one of transformers' own classes. A mean- or max-pooled classifier,
+    which BertForSequenceClassification cannot express, ships its few lines of modeling code in the folder
+    (REMOTE_CODE; transformers' BertModel plus the pooling) and loads with trust_remote_code=True.
+    Returns a summary: kind, architecture, remote_code, out_dir, files.
     """
     model, tokenizer, meta = load_checkpoint(ckpt_dir)  # validates every tensor against config.json
     kind = model_kind(model)
-    if kind == "classifier" and model.pooling != "cls":
-        raise TinyLMError(
-            f"{ckpt_dir} is a classifier with pooling {model.pooling!r} (of the token states), which "
-            "transformers' BertForSequenceClassification cannot express: it always classifies the [CLS] state "
-            "through the pooler. Fine-tune with `tinylm finetune ... --pooling cls` for an exportable classifier "
-            "(base checkpoints export as they are)")
+    remote_code = kind == "classifier" and model.pooling != "cls"
     out_dir = Path(out_dir)
     check_out_dir(out_dir, overwrite)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
@@ -71,21 +73,37 @@ def export_hf(ckpt_dir: Path, out_dir: Path, overwrite: bool = False) -> dict:
 
     # The tied decoder weight/bias are stored once, under the embedding and cls.predictions.bias, as HF does.
     save_weights(stored_state(model), tmp / WEIGHTS_FILE, {"format": "pt"})
-    write_json(tmp / CONFIG_FILE, hf_config(model.config, kind, meta.get("id2label")))
+    config = hf_config(model.config, kind, meta.get("id2label"))
+    if remote_code:
+        config.update(remote_code_config(model.pooling))
+        shutil.copyfile(REMOTE_CODE, tmp / REMOTE_CODE.name)
+    write_json(tmp / CONFIG_FILE, config)
     tokenizer.save(str(tmp / TOKENIZER_FILE))
-    write_json(tmp / "tokenizer_config.json", hf_tokenizer_config(tokenizer, model.config.max_position_embeddings))
+    # A classifier reads as many tokens as it was trained on, so that truncation=True in transformers reads what
+    # `tinylm predict` reads; a base reads up to its position limit.
+    max_length = checkpoint_seq_len(ckpt_dir, model) if kind == "classifier" else model.config.max_position_embeddings
+    write_json(tmp / "tokenizer_config.json", hf_tokenizer_config(tokenizer, max_length))
     write_json(tmp / "special_tokens_map.json", SPECIAL_TOKENS_MAP)
     write_json(tmp / PROVENANCE_FILE, export_manifest(ckpt_dir))
     commit_dir(tmp, out_dir)
-    return {"kind": kind, "architecture": KINDS[kind], "out_dir": str(out_dir),
-            "files": sorted(p.name for p in out_dir.iterdir())}
+    return {"kind": kind, "architecture": config["architectures"][0], "remote_code": remote_code,
+            "long_docs": checkpoint_long_docs(ckpt_dir) if kind == "classifier" else None,
+            "out_dir": str(out_dir), "files": sorted(p.name for p in out_dir.iterdir())}
 
 
-def export_manifest(ckpt_dir: Path) -> dict:
+def remote_code_config(pooling: str) -> dict:
+    """config.json entries that point transformers at the modeling file in the folder (see modeling_tinylm.py)."""
+    module = REMOTE_CODE.stem
+    return {"architectures": [REMOTE_ARCHITECTURE], "model_type": REMOTE_MODEL_TYPE, "classifier_pooling": pooling,
+            "auto_map": {"AutoConfig": f"{module}.TinyLMBertConfig",
+                         "AutoModelForSequenceClassification": f"{module}.{REMOTE_ARCHITECTURE}"}}
+
+
+def export_manifest(ckpt_dir: Path, fmt: str = "hf") -> dict:
     """An export is a copy: its manifest names the exported checkpoint as parent and carries its inputs on."""
     source = read_manifest(ckpt_dir) or {}
-    return build_manifest("export-hf", source.get("inputs", []), [parent_record(ckpt_dir, "exported")],
-                          {"format": "hf", "source": str(ckpt_dir)}, command_line(), now(),
+    return build_manifest(f"export-{fmt}", source.get("inputs", []), [parent_record(ckpt_dir, "exported")],
+                          {"format": fmt, "source": str(ckpt_dir)}, command_line(), now(),
                           scrub=source.get("scrub_pii"))
 
 
@@ -127,7 +145,7 @@ def import_hf(hf_dir: Path, out_dir: Path, overwrite: bool = False) -> dict:
     data = read_hf_config(hf_dir)
     config = to_bert_config(data, hf_dir / CONFIG_FILE)
     architecture = (data.get("architectures") or ["BertModel"])[0]
-    kind = "classifier" if architecture == CLASSIFIER_ARCHITECTURE else "mlm"
+    kind = "classifier" if architecture in (CLASSIFIER_ARCHITECTURE, REMOTE_ARCHITECTURE) else "mlm"
     weights = weight_files(hf_dir)  # before the tokenizer: a pickle-only folder is the likeliest failure
     tokenizer, notes = import_tokenizer(hf_dir)
     check_tokenizer(tokenizer, config, hf_dir)
@@ -136,7 +154,8 @@ def import_hf(hf_dir: Path, out_dir: Path, overwrite: bool = False) -> dict:
     state, dropped = read_hf_state(weights)
     if kind == "classifier":
         id2label = read_id2label(data, state, hf_dir)
-        model = BertForSequenceClassification(config, len(id2label), pooling="cls")
+        pooling = data.get("classifier_pooling", "cls") if architecture == REMOTE_ARCHITECTURE else "cls"
+        model = BertForSequenceClassification(config, len(id2label), pooling=pooling)
     else:
         id2label = None
         model = BertForMaskedLM(config)
@@ -180,14 +199,16 @@ def read_hf_config(hf_dir: Path) -> dict:
 
 def to_bert_config(data: dict, path: Path) -> BertConfig:
     """Map HF's config.json onto BertConfig: refuse what changes the math, ignore what does not (use_cache, ...)."""
-    if data.get("model_type") != "bert":
+    if data.get("model_type") not in ("bert", REMOTE_MODEL_TYPE):
         raise TinyLMError(f"{path}: model_type is {data.get('model_type')!r}; tinylm imports BERT models only "
                           "(model_type 'bert')")
+    if data.get("model_type") == REMOTE_MODEL_TYPE and data.get("classifier_pooling") not in ("mean", "max"):
+        raise TinyLMError(f"{path}: classifier_pooling {data.get('classifier_pooling')!r} is not mean or max")
     for name, allowed, why in UNSUPPORTED:
         if data.get(name) not in allowed:
             raise TinyLMError(f"{path}: {name} = {data[name]!r} is not supported: {why}")
     architectures = data.get("architectures") or []
-    if architectures and not str(architectures[0]).startswith("Bert"):
+    if architectures and not str(architectures[0]).startswith(("Bert", REMOTE_ARCHITECTURE)):
         raise TinyLMError(f"{path}: architecture {architectures[0]!r} is not a BERT model")
     values = {f.name: data.get(f.name, HF_DEFAULTS[f.name]) for f in fields(BertConfig)}
     if values["pad_token_id"] is None:

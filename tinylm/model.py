@@ -215,9 +215,10 @@ class BertModel(nn.Module):
 def additive_attention_mask(attention_mask, dtype):
     """(B, T) of 1 = token / 0 = padding -> (B, 1, 1, T) of 0 / dtype-min, as Hugging Face builds it.
 
-    A mask without padding becomes None, which lets SDPA pick its fastest kernel.
+    A mask without padding becomes None, which lets SDPA pick its fastest kernel; not while exporting to ONNX,
+    where the mask is an input of the graph and the shortcut would be traced as a constant.
     """
-    if attention_mask is None or bool(attention_mask.all()):
+    if attention_mask is None or (not torch.onnx.is_in_onnx_export() and bool(attention_mask.all())):
         return None
     keep = attention_mask[:, None, None, :].to(dtype)
     return (1.0 - keep) * torch.finfo(dtype).min
