@@ -352,7 +352,7 @@ def base_model(base: BertConfig, preset: str | None, base_name: str) -> tuple[Be
         raise TinyLMError(f"--preset {preset} is another model size than the base {base_name} ({sizes}); continued "
                           "pretraining keeps the base's size: drop --preset")
     preset = preset or next((name for name in PRESETS if same(name)), None)
-    dropout = PRESETS[DEFAULT_PRESET].model
+    dropout = PRESETS[DEFAULT_PRESET].model  # every preset pretrains without dropout (preset_model)
     model = dataclasses.replace(base, hidden_dropout_prob=dropout.hidden_dropout_prob,
                                 attention_probs_dropout_prob=dropout.attention_probs_dropout_prob)
     return model, PRESETS[preset].pretrain if preset else PretrainConfig()
@@ -362,8 +362,8 @@ def check_same_size(model: BertConfig, base: BertConfig, source: str, base_name:
     changed = [f for f in SIZE_FIELDS if getattr(model, f) != getattr(base, f)]
     if changed:
         raise TinyLMError(f"{source} sets {changed[0]} = {getattr(model, changed[0])!r}, but the base {base_name} has "
-                          f"{getattr(base, changed[0])!r}; continued pretraining keeps the base's model size: remove "
-                          "it from the [model] table")
+                          f"{getattr(base, changed[0])!r}; continued pretraining keeps the base's model size: leave "
+                          f"{changed[0]} out")
 
 
 def resolve_finetune(config_file: Path | None, flags: dict) -> FinetuneConfig:
