@@ -156,12 +156,10 @@ def test_a_resume_continues_from_the_runs_own_checkpoint_not_the_base(learnt_bas
 
 def test_a_resume_from_another_base_is_refused_in_one_line(learnt_base, trained, new_text, tmp_path, capsys):
     out = tmp_path / "continued"
-    args = ["pretrain", new_text, "--out", out, "--max-steps", "4", "--save-every", "2", "--batch-size", "8",
+    args = ["pretrain", new_text, "--out", out, "--max-steps", "200", "--save-every", "2", "--batch-size", "8",
             "--seq-len", "32", "--precision", "fp32", "--device", "cpu", "-q"]
     stopped = start_and_stop_at([*args, "--init", learnt_base], out / "checkpoints" / "step-00000002")
-    assert stopped.returncode == -signal.SIGKILL or (out / "model.safetensors").exists()
-    if (out / "model.safetensors").exists():
-        pytest.skip("the run finished before it could be stopped")
+    assert stopped.returncode == -signal.SIGKILL
     assert_one_line_error(capsys, [*args, "--init", trained / "base", "--resume"], "base")
 
 
