@@ -210,10 +210,15 @@ def tokenize(
 @training_command(PretrainConfig, PRETRAIN_FLAGS, PRETRAIN_HELP, "cache_dir")
 def pretrain(
     data: DataArg,
-    tokenizer: Annotated[Path, typer.Option(help="Folder with tokenizer.json (from `tinylm tokenize`).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the base checkpoint.")],
-    preset: Annotated[PresetName, typer.Option(help="tiny (tests), mini (minutes on a CPU), small (an hour), base "
-                                               "(BERT-base).")] = PresetName.small,
+    tokenizer: Annotated[Optional[Path], typer.Option(help="Folder with tokenizer.json (from `tinylm tokenize`); "
+                                                      "with --init, the base's.")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Continue pretraining this base checkpoint (from `tinylm "
+                                                 "pretrain` or `tinylm import`): its weights, tokenizer and size, "
+                                                 "a fresh optimizer and schedule.")] = None,
+    preset: Annotated[Optional[PresetName], typer.Option(help="tiny (tests), mini (minutes on a CPU), small (an hour), "
+                                                         "base (BERT-base); with --init, the base's size.",
+                                                         show_default="small")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with \\[model] and \\[train] tables.")] = None,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Where encoded corpora are cached (default "
                                                        "$TINYLM_CACHE or ~/.cache/tinylm).")] = None,
@@ -223,15 +228,20 @@ def pretrain(
     """Pretrain a BERT encoder with masked language modelling (30% dynamic masking, 80/10/10; no dropout).
 
     Documents are packed into full sequences separated by [SEP]; a document longer than a sequence
-    continues in the next one.
+    continues in the next one. With --init BASE, pretraining continues from an existing base on new text
+    (docs/pretraining.md).
     """
-    from tinylm.pretrain import pretrain as pretrain_base
+    from tinylm.pretrain import base_config, pretrain as pretrain_base
 
-    model_config, cfg = resolve_pretrain(preset.value, config, flags)
+    if tokenizer is None and init is None:
+        raise TinyLMError("pretrain needs --tokenizer DIR (from `tinylm tokenize`), or --init BASE to continue "
+                          "pretraining a base checkpoint")
+    base = base_config(init) if init is not None else None
+    model_config, cfg = resolve_pretrain(plain(preset), config, flags, base, str(init))
     if print_config:
         print(to_toml({"model": model_config, "train": cfg}), end="")
         return
-    summary = pretrain_base(data, tokenizer, out_dir, model_config, cfg, run)
+    summary = pretrain_base(data, tokenizer, out_dir, model_config, cfg, run, init)
     if rank() == 0:
         held_out = f" (held-out {summary['val_loss']:.4f})" if "val_loss" in summary else ""
         out.print(f"pretrained {summary['steps']:,} steps in {summary['elapsed_s']:.0f}s "

@@ -301,25 +301,70 @@ def read_toml(path: Path) -> dict:
     return data
 
 
-def resolve_pretrain(preset: str, config_file: Path | None, flags: dict) -> tuple[BertConfig, PretrainConfig]:
-    """Preset, then the TOML file, then the flags that were given (None = not given)."""
-    if preset not in PRESETS:
+def resolve_pretrain(preset: str | None, config_file: Path | None, flags: dict, base: BertConfig | None = None,
+                     base_name: str = "the base") -> tuple[BertConfig, PretrainConfig]:
+    """Preset, then the TOML file, then the flags that were given (None = not given); preset None is "small".
+
+    With `base` (continued pretraining, `--init`), the model is the base's: a preset or a [model] table that sizes
+    it otherwise is refused, and the training defaults are those of the preset of the base's size, if there is one.
+    Dropout is pretraining's (none) whatever the base was trained with."""
+    if preset is not None and preset not in PRESETS:
         raise TinyLMError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     given = {k: v for k, v in flags.items() if v is not None}
     if given.get("max_steps") is not None and given.get("epochs") is not None:
         raise TinyLMError("give --max-steps or --epochs, not both")
-    model, train = PRESETS[preset].model, PRESETS[preset].pretrain
+    if base is None:
+        model, train = PRESETS[preset or DEFAULT_PRESET].model, PRESETS[preset or DEFAULT_PRESET].pretrain
+    else:
+        model, train = base_model(base, preset, base_name)
     chosen = set()
     if config_file is not None:
         data = read_toml(config_file)
         model = from_dict(BertConfig, data.get("model", {}), f"{config_file} [model]", base=model)
+        if base is not None:
+            check_same_size(model, base, f"{config_file} [model]", base_name)
         train = from_dict(PretrainConfig, data.get("train", {}), f"{config_file} [train]", base=train)
         chosen |= set(data.get("train", {}))
     train = from_dict(PretrainConfig, given, "command line", base=train)
     chosen |= set(given)
+    if base is not None and "embedding_init" in chosen:
+        raise TinyLMError(f"--embedding-init initialises a fresh model; --init {base_name} starts from the base's own "
+                          "embeddings: drop one of them")
     if chosen & {"epochs", "max_minutes"} and "max_steps" not in chosen:
         train = dataclasses.replace(train, max_steps=None)  # not the preset's: the epochs or the budget decide
     return model, train
+
+
+# What makes a model the size it is; continued pretraining keeps all of these from its base.
+SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+               "hidden_act", "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "pad_token_id")
+PRESET_SIZE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+
+
+def base_model(base: BertConfig, preset: str | None, base_name: str) -> tuple[BertConfig, PretrainConfig]:
+    """The model and training defaults of continued pretraining: the base's size, pretraining's dropout, and the
+    training settings of the preset that has the base's size (given or found), else the stage's defaults."""
+    def same(name: str) -> bool:
+        return all(getattr(PRESETS[name].model, f) == getattr(base, f) for f in PRESET_SIZE_FIELDS)
+
+    if preset is not None and not same(preset):
+        sizes = ", ".join(f"{f} {getattr(PRESETS[preset].model, f)} vs {getattr(base, f)}" for f in PRESET_SIZE_FIELDS
+                          if getattr(PRESETS[preset].model, f) != getattr(base, f))
+        raise TinyLMError(f"--preset {preset} is another model size than the base {base_name} ({sizes}); continued "
+                          "pretraining keeps the base's size: drop --preset")
+    preset = preset or next((name for name in PRESETS if same(name)), None)
+    dropout = PRESETS[DEFAULT_PRESET].model  # every preset pretrains without dropout (preset_model)
+    model = dataclasses.replace(base, hidden_dropout_prob=dropout.hidden_dropout_prob,
+                                attention_probs_dropout_prob=dropout.attention_probs_dropout_prob)
+    return model, PRESETS[preset].pretrain if preset else PretrainConfig()
+
+
+def check_same_size(model: BertConfig, base: BertConfig, source: str, base_name: str):
+    changed = [f for f in SIZE_FIELDS if getattr(model, f) != getattr(base, f)]
+    if changed:
+        raise TinyLMError(f"{source} sets {changed[0]} = {getattr(model, changed[0])!r}, but the base {base_name} has "
+                          f"{getattr(base, changed[0])!r}; continued pretraining keeps the base's model size: leave "
+                          f"{changed[0]} out")
 
 
 def resolve_finetune(config_file: Path | None, flags: dict) -> FinetuneConfig:
@@ -363,6 +408,7 @@ def preset_model(**sizes) -> BertConfig:
     return BertConfig(**sizes, max_position_embeddings=512, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
+DEFAULT_PRESET = "small"
 PRESETS: dict[str, Preset] = {
     # For tests and the demo: trains in seconds to minutes on a 2-core CPU.
     "tiny": Preset(

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from tinylm import distributed
-from tinylm.checkpoint import save_checkpoint
-from tinylm.config import BertConfig, EmbeddingInit, PretrainConfig, RunOptions, to_toml
+from tinylm.checkpoint import load_checkpoint, read_config, save_checkpoint
+from tinylm.config import BertConfig, EmbeddingInit, PretrainConfig, RunOptions, check_same_size, to_toml
 from tinylm.data import PackedRows, RowSelection, hold_out
 from tinylm.devices import console, resolve_precision
 from tinylm.distributed import Layout, World
@@ -196,25 +196,36 @@ def held_out_validation(model, rows: RowSelection, ids: dict[str, int], vocab_si
     return validate
 
 
-def pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config: BertConfig, cfg: PretrainConfig,
-             run: RunOptions | None = None) -> dict:
+def pretrain(data: list[Path], tokenizer_dir: Path | None, out_dir: Path, model_config: BertConfig,
+             cfg: PretrainConfig, run: RunOptions | None = None, init: Path | None = None) -> dict:
     """Pretrain BertForMaskedLM on `data` and write a base checkpoint to out_dir. Returns the run summary.
 
+    init: continue pretraining a base checkpoint (tinylm's, or an imported transformers BERT) instead of a fresh
+    model: its weights and tokenizer (tokenizer_dir, if given, must hold the same one), a fresh optimizer and
+    schedule; model_config must have the base's size (config.resolve_pretrain(..., base=base_config(init))).
     run.scrub_kinds: PII kinds to replace before training; a tokenizer trained with scrubbing passes it on anyway.
     Under torchrun, every process runs this with the same arguments (see tinylm.distributed).
     """
     run = run or RunOptions()
+    if tokenizer_dir is None and init is None:
+        raise TinyLMError("pretraining needs --tokenizer (from `tinylm tokenize`), or --init with a base checkpoint")
     with distributed.session(run.device) as world:
-        return _pretrain(data, tokenizer_dir, out_dir, model_config, cfg, run, world)
+        return _pretrain(data, tokenizer_dir, out_dir, model_config, cfg, run, world, init)
 
 
-def _pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config: BertConfig, cfg: PretrainConfig,
-              run: RunOptions, world: World) -> dict:
+def _pretrain(data: list[Path], tokenizer_dir: Path | None, out_dir: Path, model_config: BertConfig,
+              cfg: PretrainConfig, run: RunOptions, world: World, init: Path | None) -> dict:
     started = now()
-    tokenizer = load_tokenizer(tokenizer_dir)
-    scrub_kinds = resolve_scrub(run.scrub_kinds, tokenizer_dir, tokenizer)
+    if init is not None:
+        base, tokenizer = load_base(init, tokenizer_dir)
+        tokenizer_dir = Path(init)  # the tokenizer, and any scrubbing it was trained with, are the base's
+    else:
+        base, tokenizer = None, load_tokenizer(tokenizer_dir)
     model_config = replace(model_config, vocab_size=tokenizer.get_vocab_size(),
                            pad_token_id=tokenizer.token_to_id(PAD)).validate()
+    if base is not None:
+        check_same_size(model_config, base.config, "model config", str(init))
+    scrub_kinds = resolve_scrub(run.scrub_kinds, tokenizer_dir, tokenizer)
     check_seq_len(cfg.train.seq_len, model_config)
     log = prepare_out_dir(out_dir, run, world)
     precision = resolve_precision(run.precision, world.device)
@@ -227,7 +238,10 @@ def _pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config
     if world.is_main:
         (Path(out_dir) / RUN_CONFIG).write_text(to_toml({"model": model_config, "train": cfg}), encoding="utf-8")
     ids = special_ids(tokenizer)
-    model = initial_model(model_config, cfg, shards.tokens, list(ids.values()))
+    model = initial_model(model_config, cfg, shards.tokens, list(ids.values())) if base is None else \
+        continued_model(model_config, base, cfg.train.seed)
+    del base
+    parent = parent_record(init, "base") if init is not None else parent_record(tokenizer_dir, "tokenizer")
     batches = MLMBatches(rows, cfg.train.batch_size, cfg.train.seed, ids, model_config.vocab_size,
                          cfg.mlm_probability, world.layout(cfg.train.grad_accum))
     args = {"stage": "pretrain", "command": run.command, "data": [str(p) for p in data],
@@ -235,6 +249,9 @@ def _pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config
             "processes": world.size, "scrub_pii": list(scrub_kinds or [])}
     identity = {"inputs": [r["sha256"] for r in inputs], "tokens": key, "model": asdict(model_config),
                 "train": batch_identity(cfg, world), "precision": precision}
+    if init is not None:  # a resume continues this run from its own checkpoint, and only from the same base
+        args["base"] = str(init)
+        identity["base"] = parent["sha256"]
     validate = held_out_validation(model, held_out, ids, model_config.vocab_size, cfg, world) if len(held_out) else None
     summary = train(model, batches, cfg.train, Plan(cfg.max_steps, precision, "pretrain"), log, run, world,
                     Path(out_dir), identity, on_validate=validate)
@@ -242,12 +259,48 @@ def _pretrain(data: list[Path], tokenizer_dir: Path, out_dir: Path, model_config
         summary.update(validate.last)
     args["summary"] = summary
     if world.is_main:
-        manifest = build_manifest("mlm", inputs, [parent_record(tokenizer_dir, "tokenizer")],
+        manifest = build_manifest("mlm", inputs, [parent],
                                   {**args, "model": asdict(model_config)}, run.command, started, run.record_host,
                                   scrub_record(scrub_kinds, shards.meta.get("scrub_counts")), hashing_s)
         save_checkpoint(out_dir, model, tokenizer, args, provenance=manifest)
         remove_checkpoints(out_dir)  # the run is complete: its model is the hand-off
     return summary
+
+
+def base_config(init: Path) -> BertConfig:
+    """The model config of the base that --init names, or one line saying why it cannot be continued."""
+    init = Path(init)
+    if not init.is_dir():
+        raise TinyLMError(f"--init {init} does not exist; give a base checkpoint folder (from `tinylm pretrain` or "
+                          "`tinylm import`)")
+    config, meta = read_config(init)
+    if meta["kind"] != "mlm":
+        raise TinyLMError(f"--init {init} is a classifier checkpoint; continued pretraining starts from a base (MLM) "
+                          "checkpoint, from `tinylm pretrain` or `tinylm import`")
+    return config
+
+
+def load_base(init: Path, tokenizer_dir: Path | None):
+    """(model, tokenizer) of the base to continue. A --tokenizer other than the base's is refused: the base's
+    embeddings are rows of its own vocabulary."""
+    base_config(init)
+    model, tokenizer, _ = load_checkpoint(init, expect_kind="mlm")
+    if tokenizer_dir is not None and load_tokenizer(tokenizer_dir).to_str() != tokenizer.to_str():
+        raise TinyLMError(f"--tokenizer {tokenizer_dir} is not the tokenizer of the base {init}; continued "
+                          "pretraining keeps the base's tokenizer, whose vocabulary its embeddings belong to: "
+                          "drop --tokenizer")
+    return model, tokenizer
+
+
+def continued_model(model_config: BertConfig, base: BertForMaskedLM, seed: int) -> BertForMaskedLM:
+    """The base's weights, every one of them (the decoder bias and embeddings too: the unigram prior and the
+    co-occurrence vectors are for a fresh model), in a model with this run's config (pretraining's dropout).
+    A resumed run loads its own weights over these."""
+    torch.manual_seed(seed)
+    model = BertForMaskedLM(model_config)
+    model.load_state_dict(base.state_dict())
+    model.tie_weights()
+    return model
 
 
 def check_seq_len(seq_len: int | None, model_config: BertConfig):
