@@ -221,6 +221,9 @@ def test_one_line_errors_between_problem_types(multi, trained, tmp_path, capsys)
     joined = tmp_path / "joined.csv"  # label sets given to a single-label classifier
     joined.write_text("text,label\nflight hotel,travel|office\n", encoding="utf-8")
     assert_one_line_error(capsys, ["eval", trained / "classifier", joined], "--multi-label")
+    # fine-tuning starts from a base only, so a classifier of either kind is refused as --base
+    assert_one_line_error(capsys, ["finetune", multi / "train.csv", "--base", multi / "clf", "--out", tmp_path / "x",
+                                   "--multi-label"], "needs a base")
     from tinylm.checkpoint import read_config
     from tinylm.labels import SINGLE_LABEL, check_problem_type
     from tinylm.errors import TinyLMError
@@ -254,3 +257,13 @@ def test_windows_average_sigmoids(multi):
     with torch.no_grad():
         each = torch.sigmoid(model.eval()(*pad_batch(pieces, 0)))
     torch.testing.assert_close(windows[0], each.mean(0), atol=1e-6, rtol=0)
+
+
+def test_report_draws_multi_label_validation_and_label_f1(multi, capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    code, _, err = run_cli(capsys, "eval", multi / "clf", multi / "test.csv", "--out", tmp_path / "eval_test.json")
+    assert code in (0, None), err
+    code, out, err = run_cli(capsys, "report", multi / "clf", "--eval", tmp_path / "eval_test.json", "--out", tmp_path)
+    assert code in (0, None), err
+    for name in ("loss.png", "validation.png", "label_f1_test.png"):
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG"), name

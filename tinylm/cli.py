@@ -405,7 +405,8 @@ def report(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the PNG files; default: RUN_DIR.")] = None,
 ):
     """Draw a run's curves as PNG files: loss.png (training loss and learning rate by step), validation.png
-    (validation accuracy and macro-F1 by epoch, when logged) and confusion.png per classifier evaluation report.
+    (validation accuracy, or multi-label micro-F1, and macro-F1 by epoch, when logged) and confusion.png per
+    classifier evaluation report (label_f1.png, each label's F1, for a multi-label one).
 
     Needs matplotlib, the optional extra "plot" of tinylm (or: pip install matplotlib).
     """

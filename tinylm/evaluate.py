@@ -139,12 +139,6 @@ def scrubbed_texts(ckpt_dir: Path, texts: list[str], also: bool = False) -> list
     return scrub_all(texts, tuple(sorted(kinds)))[0] if kinds else texts
 
 
-def prediction(p: list[float], labels: list[str]) -> tuple[str, float, dict[str, float]]:
-    """(predicted label, its probability, every class's probability), rounded for output files."""
-    best = max(range(len(p)), key=p.__getitem__)
-    return labels[best], round(p[best], 6), {label: round(v, 6) for label, v in zip(labels, p)}
-
-
 def evaluate_predictions(ckpt_dir: Path, data: Path, text_column: str = "text", label_column: str = "label",
                          batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False, device: str = "cpu",
                          precision: str = "fp32") -> tuple[dict, list[dict]]:
