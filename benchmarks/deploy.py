@@ -145,16 +145,21 @@ def main():
     parser.add_argument("--accuracy-docs", type=int, default=0, help="test rows for the int8 accuracy (0 = all)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--parts", default="parity,speed,accuracy", help="which of parity, speed, accuracy to run")
     args = parser.parse_args()
     if not AGNEWS.is_dir():
         sys.exit(f"{AGNEWS} is missing: this benchmark reads AG News from ../shared/datasets")
     args.work.mkdir(parents=True, exist_ok=True)
     make_classifiers(args.work, args)
     texts, labels = read_rows(AGNEWS / "test.csv", 0)
-    parity(args.work, texts[:args.n_docs], args.batch_size)
-    speed(args.work, texts[:args.n_docs], args.batch_size, args.repeats)
-    n = args.accuracy_docs or len(texts)
-    int8_accuracy(args.work, texts[:n], labels[:n], args.batch_size)
+    parts = args.parts.split(",")
+    if "parity" in parts:
+        parity(args.work, texts[:args.n_docs], args.batch_size)
+    if "speed" in parts:
+        speed(args.work, texts[:args.n_docs], args.batch_size, args.repeats)
+    if "accuracy" in parts:
+        n = args.accuracy_docs or len(texts)
+        int8_accuracy(args.work, texts[:n], labels[:n], args.batch_size)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ from tinylm.report import read_metrics
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "datasets"
 SPLITS = {"sst2": ("train.csv", "dev.csv"), "trec": ("train.csv", "test.csv"), "agnews": ("train.csv", "test.csv"),
-          "midd_invoices": ("train.csv", "test.csv")}
+          "midd_invoices": ("train.csv", "test.csv"), "reuters_modapte": ("train.csv", "test.csv")}
+# Multi-label data sets and their fine-tuning flags: the stories are long, so they are read in windows.
+MULTI_LABEL = {"reuters_modapte": ["--multi-label", "--long-docs", "windows"]}
 
 
 def tinylm(*args, env=None) -> str:
@@ -59,9 +61,11 @@ def random_base(pretrained: Path, out: Path):
 
 
 def read_csv(path: Path) -> tuple[list[str], list[str]]:
+    """Texts and label cells (the column `label`, or `labels` in multi-label files)."""
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    return [r["text"] for r in rows], [r["label"] for r in rows]
+    column = "label" if not rows or "label" in rows[0] else "labels"
+    return [r["text"] for r in rows], [r[column] for r in rows]
 
 
 def write_csv(path: Path, rows: list[dict]):
@@ -113,14 +117,75 @@ def tfidf(train: Path, test: Path) -> dict | None:
     return {"accuracy": accuracy_score(y_test, predicted), "macro_f1": f1_score(y_test, predicted, average="macro")}
 
 
+def tfidf_multi_label(train: Path, test: Path) -> dict | None:
+    """One-vs-rest logistic regression on the same features, each label predicted at probability 0.5."""
+    try:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import accuracy_score, f1_score
+        from sklearn.multiclass import OneVsRestClassifier
+        from sklearn.pipeline import make_union
+        from sklearn.preprocessing import MultiLabelBinarizer
+    except ImportError:
+        return None
+    from tinylm.labels import split_labels
+
+    x_train, y_train = read_csv(train)
+    x_test, y_test = read_csv(test)
+    binarizer = MultiLabelBinarizer().fit([split_labels(y) for y in y_train])
+    features = make_union(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+                          TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))
+    train_x = features.fit_transform(x_train)
+    model = OneVsRestClassifier(LogisticRegression(C=10, max_iter=2000)).fit(
+        train_x, binarizer.transform([split_labels(y) for y in y_train]))
+    predicted = model.predict_proba(features.transform(x_test)) >= 0.5
+    truth = binarizer.transform([[name for name in split_labels(y) if name in binarizer.classes_] for y in y_test])
+    return {"micro_f1": f1_score(truth, predicted, average="micro"),
+            "macro_f1": f1_score(truth, predicted, average="macro", zero_division=0),
+            "subset_accuracy": accuracy_score(truth, predicted)}
+
+
+def threshold_rules(clf: Path, train: Path) -> dict:
+    """Global against per-label thresholds on the fine-tune's own validation documents, without choosing and
+    scoring on the same ones: the documents are cut in two halves, thresholds chosen on one half are scored on the
+    other, both ways, and the two scores averaged."""
+    import numpy as np
+
+    from tinylm.checkpoint import load_checkpoint
+    from tinylm.config import FinetuneConfig
+    from tinylm.evaluate import multi_label_report, predict_proba
+    from tinylm.finetune import LabelledData
+    from tinylm.labels import choose_thresholds
+
+    cfg = FinetuneConfig.of(**json.loads((clf / "training_args.json").read_text())["train"])
+    data = LabelledData.read(train, None, cfg, "utf-8")
+    model, tokenizer, _ = load_checkpoint(clf)
+    probs = predict_proba(model, tokenizer, [r.text for r in data.val], cfg.train.seq_len,
+                          long_docs=cfg.long_docs).numpy()
+    truth = data.targets(data.val)
+    halves = np.array_split(np.random.default_rng(0).permutation(len(truth)), 2)
+    result = {}
+    for rule in ("global", "per-label"):
+        scores = []
+        for chosen_on, scored_on in (halves, halves[::-1]):
+            thresholds = choose_thresholds(probs[chosen_on], truth[chosen_on], rule)
+            scores.append(multi_label_report(truth[scored_on], probs[scored_on] >= np.array(thresholds), data.labels))
+        result[rule] = {key: mean(s[key] for s in scores) for key in ("micro_f1", "macro_f1", "subset_accuracy")}
+    return {"n_validation": len(truth), **result}
+
+
 def run_dataset(name: str, args, work: Path, env: dict) -> dict:
     train, test = (SHARED / name / f for f in SPLITS[name])
     folder = work / name
     start = time.perf_counter()
+    multi_label = name in MULTI_LABEL
+    if args.labelled and multi_label:
+        sys.exit(f"--labelled samples single-label data sets; {name} is multi-label")
     labelled = labelled_sample(train, args.labelled, folder / "labelled.csv") if args.labelled else train
-    tinylm("tokenize", train, "--out", folder / "tok", "--vocab-size", args.vocab_size, env=env)
-    tinylm("pretrain", train, "--tokenizer", folder / "tok", "--out", folder / "base", "--preset", args.preset,
-           "--max-minutes", args.pretrain_minutes, "--overwrite", "-q", env=env)
+    if not (args.reuse_base and (folder / "base" / "model.safetensors").is_file()):
+        tinylm("tokenize", train, "--out", folder / "tok", "--vocab-size", args.vocab_size, env=env)
+        tinylm("pretrain", train, "--tokenizer", folder / "tok", "--out", folder / "base", "--preset", args.preset,
+               "--max-minutes", args.pretrain_minutes, "--overwrite", "-q", env=env)
     random_base(folder / "base", folder / "random")
     result = {"dataset": name, "labelled": len(read_csv(labelled)[1])}
     for column, base in (("tinylm", folder / "base"), ("no_pretraining", folder / "random")):
@@ -128,21 +193,30 @@ def run_dataset(name: str, args, work: Path, env: dict) -> dict:
         for seed in range(args.seeds):  # fine-tuning seeds: the same base, another split, order and dropout
             out = folder / f"clf-{column}" if seed == 0 else folder / f"clf-{column}-seed{seed}"
             tinylm("finetune", labelled, "--base", base, "--out", out, "--max-minutes", args.finetune_minutes,
-                   "--epochs", args.max_epochs, "--seed", seed, "--overwrite", "-q", env=env)
+                   "--epochs", args.max_epochs, "--seed", seed, "--overwrite", "-q",
+                   *MULTI_LABEL.get(name, []), *args.finetune_flags.split(), env=env)
             report = json.loads(tinylm("eval", out, test, "--json", env=env))
             best = json.loads((out / "training_args.json").read_text())["best"]
-            runs.append({"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "best_epoch": best["epoch"],
-                         "epochs": epochs_run(out)})
-        result[column] = {"accuracy": mean(r["accuracy"] for r in runs), "macro_f1": mean(r["macro_f1"] for r in runs),
+            figures = ("micro_f1", "macro_f1", "subset_accuracy") if multi_label else ("accuracy", "macro_f1")
+            runs.append({**{key: report[key] for key in figures}, "best_epoch": best["epoch"],
+                         "epochs": epochs_run(out), "steps": best_steps(out)})
+        result[column] = {**{key: mean(r[key] for r in runs) for key in figures},
                           **({"runs": runs} if len(runs) > 1 else runs[0])}
+        if multi_label and column == "tinylm":
+            result["threshold_rules"] = threshold_rules(folder / "clf-tinylm", labelled)
     result["pretraining"] = pretraining_facts(folder / "base")
-    result["tfidf"] = None if args.no_tfidf else tfidf(labelled, test)
+    result["tfidf"] = None if args.no_tfidf else (tfidf_multi_label if multi_label else tfidf)(labelled, test)
     result["seconds"] = time.perf_counter() - start
     return result
 
 
 def epochs_run(folder: Path) -> int:
     return max((r["epoch"] for r in read_metrics(folder / METRICS_FILE) if "epoch" in r), default=0)
+
+
+def best_steps(folder: Path) -> int:
+    """The optimisation steps the fine-tune ran in its budget."""
+    return max((r["step"] for r in read_metrics(folder / METRICS_FILE) if "step" in r), default=0)
 
 
 def pretraining_facts(folder: Path) -> dict:
@@ -161,6 +235,8 @@ def cell(figures: dict | None) -> str:
     """accuracy / macro-F1, and with several fine-tuning seeds the accuracies' range."""
     if not figures:
         return "-"
+    if "micro_f1" in figures:  # multi-label: micro-F1 / macro-F1 / subset accuracy
+        return f"{figures['micro_f1']:.3f} / {figures['macro_f1']:.3f} / {figures['subset_accuracy']:.3f}"
     spread = [r["accuracy"] for r in figures.get("runs", [])]
     return f"{figures['accuracy']:.3f} / {figures['macro_f1']:.3f}" + (
         f" ({min(spread):.3f}-{max(spread):.3f})" if spread else "")
@@ -180,12 +256,16 @@ def main(argv=None):
                         "documents (fine-tuning and TF-IDF); pretraining still reads every train text")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench-quality")
     parser.add_argument("--no-tfidf", action="store_true")
+    parser.add_argument("--reuse-base", action="store_true", help="keep a data set's tokenizer and base from an earlier "
+                        "run in --workdir (pretrained with these settings), instead of pretraining again")
+    parser.add_argument("--finetune-flags", default="", help="more `tinylm finetune` flags, e.g. '--seq-len 128'")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     results = []
     print(f"budgets: pretrain {args.pretrain_minutes:g} min, finetune {args.finetune_minutes:g} min; "
-          f"preset {args.preset}; accuracy / macro-F1 on the test split"
+          f"preset {args.preset}; accuracy / macro-F1 on the test split (multi-label: micro-F1 / macro-F1 / subset "
+          "accuracy)"
           + (f"; labels of {args.labelled:,} train documents" if args.labelled else ""), flush=True)
     width = 15 if args.seeds == 1 else 29
     print(f"{'data set':14} {'tinylm':>{width}} {'no pretraining':>{width}} {'TF-IDF + LR':>15}", flush=True)
@@ -199,6 +279,13 @@ def main(argv=None):
               f"{cell(result['tfidf']):>15}   (pretraining {facts['steps']:,} steps, {facts['tokens']:,} tokens, "
               f"MLM loss {facts['final_loss']:.2f}, held out {facts['held_out_loss'] or float('nan'):.2f}; "
               f"{result['seconds'] / 60:.0f} min)", flush=True)
+        if "threshold_rules" in result:
+            rules = result["threshold_rules"]
+            print(f"{'':14} thresholds on {rules['n_validation']} validation documents (chosen on one half, scored on "
+                  "the other): " + ", ".join(f"{rule} micro-F1 {rules[rule]['micro_f1']:.3f} macro-F1 "
+                                             f"{rules[rule]['macro_f1']:.3f}" for rule in ("global", "per-label")) +
+                  f"; fine-tuning steps {result['tinylm']['steps']:,} / {result['no_pretraining']['steps']:,}",
+                  flush=True)
         if args.json:  # after every data set, so that a long run's finished part is kept
             args.json.write_text(json.dumps(results, indent=2))
     return results

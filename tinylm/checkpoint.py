@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 from tinylm import __version__
 from tinylm.config import BertConfig, from_dict
 from tinylm.errors import TinyLMError
+from tinylm.labels import PROBLEM_TYPES, SEPARATOR, SINGLE_LABEL
 from tinylm.files import (ARGS_FILE, CHECKPOINTS, CONFIG_FILE, METRICS_FILE, PROVENANCE_FILE, RUN_CONFIG,
                           TOKENIZER_FILE, WEIGHTS_FILE, read_json, write_json)
 from tinylm.model import POOLINGS, BertForMaskedLM, BertForSequenceClassification
@@ -44,8 +45,11 @@ def _fsync_dir(path: Path):
 
 
 def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: dict,
-                    id2label: dict[int, str] | None = None, provenance: dict | None = None) -> Path:
+                    id2label: dict[int, str] | None = None, provenance: dict | None = None,
+                    label_fields: dict | None = None) -> Path:
     """Write the folder atomically: build it beside out_dir, fsync, then swap it in with renames.
+
+    label_fields: what a multi-label classifier adds to config.json (LabelScheme.config_fields()).
 
     Run files already in out_dir (metrics.jsonl) are carried over. A crash at any point leaves either the
     previous complete folder or the new one (as out_dir, or as its .old / .tmp sibling), never a torn one.
@@ -68,6 +72,7 @@ def save_checkpoint(out_dir: Path, model, tokenizer: Tokenizer, training_args: d
         config["label2id"] = {label: i for i, label in id2label.items()}
         config["num_labels"] = len(id2label)
         config["classifier_pooling"] = model.pooling
+        config.update(label_fields or {})
     write_json(tmp / CONFIG_FILE, config)
     write_json(tmp / ARGS_FILE, training_args)
     tokenizer.save(str(tmp / TOKENIZER_FILE))
@@ -170,7 +175,23 @@ def read_config(ckpt_dir: Path) -> tuple[BertConfig, dict]:
         meta.setdefault("classifier_pooling", "cls")
         if meta["classifier_pooling"] not in POOLINGS:
             raise TinyLMError(f"{path}: classifier_pooling must be one of {', '.join(POOLINGS)}")
+        check_label_fields(meta, path)
     return config, meta
+
+
+def check_label_fields(meta: dict, path: Path):
+    """A multi-label classifier's config.json: problem_type, a threshold in (0, 1) for every label, a separator."""
+    problem_type = meta.get("problem_type", SINGLE_LABEL)
+    if problem_type not in PROBLEM_TYPES:
+        raise TinyLMError(f"{path}: problem_type must be one of {', '.join(PROBLEM_TYPES)}, got {problem_type!r}")
+    if problem_type == SINGLE_LABEL:
+        return
+    thresholds, labels = meta.get("thresholds"), list(meta["id2label"].values())
+    if not isinstance(thresholds, dict) or set(thresholds) != set(labels) or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < 1 for t in thresholds.values()):
+        raise TinyLMError(f"{path}: a multi-label classifier needs 'thresholds', one number in (0, 1) per label")
+    if not isinstance(meta.get("label_separator", SEPARATOR), str) or not meta.get("label_separator", SEPARATOR):
+        raise TinyLMError(f"{path}: label_separator must be a non-empty string")
 
 
 def load_checkpoint(ckpt_dir: Path, expect_kind: str | None = None):
@@ -186,7 +207,8 @@ def load_checkpoint(ckpt_dir: Path, expect_kind: str | None = None):
     if kind == "mlm":
         model = BertForMaskedLM(config)
     else:
-        model = BertForSequenceClassification(config, len(meta["id2label"]), meta["classifier_pooling"])
+        model = BertForSequenceClassification(config, len(meta["id2label"]), meta["classifier_pooling"],
+                                              meta.get("problem_type", SINGLE_LABEL))
     load_weights(model, ckpt_dir / WEIGHTS_FILE)
 
     tokenizer = load_tokenizer(ckpt_dir)

@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tinylm.config import (PRESETS, ClassWeights, Device, EmbeddingInit, ExportFormat, FinetuneConfig, LongDocs,
-                           OnNan, Pooling, Precision, PretrainConfig, RunOptions, StageConfig, TrainArgs,
-                           resolve_finetune, resolve_pretrain, to_toml)
+                           OnNan, Pooling, Precision, PretrainConfig, RunOptions, StageConfig, Thresholds, TrainArgs,
+                           flag, resolve_finetune, resolve_pretrain, to_toml)
 from tinylm.data import FORMATS_HELP
 from tinylm.distributed import rank
 from tinylm.errors import Interrupted, TinyLMError
@@ -72,14 +72,21 @@ TRAIN_HELP = {
     "val_every": "Also validate every N steps inside an epoch (the best point may lie inside a long one).",
     "pooling": "max or mean of the token states (both learn fast), or cls (BERT's [CLS] pooler; exports to "
                "transformers).",
-    "class_weights": "balanced: weigh each class in the loss by n / (classes x its count), for imbalanced labels.",
+    "class_weights": "balanced: weigh each class in the loss by n / (classes x its count), for imbalanced labels "
+                     "(multi-label: each label's positives by its negatives / positives, at most 50).",
     "long_docs": "truncate: keep a long document's beginning; windows: read it in windows of --seq-len (up to 8), "
                  "averaging their predictions (eval and predict follow).",
     "ema_decay": "Validate and keep a moving average of the weights with this decay; 0 keeps the last weights.",
     "dropout": "Hidden and attention dropout while fine-tuning (pretraining runs without).",
     "seed": "Random seed.",
     "text_column": "Column (CSV/TSV header or JSONL key) holding the text.",
-    "label_column": "Column holding the label.",
+    "label_column": "Column holding the label (default: label, or labels where a table has no label column).",
+    "multi_label": "Each document has any number of labels, joined by --label-separator in its cell (empty: none): "
+                   "a sigmoid per label, binary cross-entropy, thresholds chosen on validation; keeps the best "
+                   "validation micro-F1.",
+    "label_separator": "With --multi-label: what joins the label names in a cell.",
+    "thresholds": "With --multi-label: per-label (each label's best F1 on validation; the global one for labels with "
+                  "fewer than 3 validation positives) or global (one threshold, the best micro-F1).",
 }
 PRETRAIN_HELP = {
     "batch_size": "Rows per forward pass, per process (when unset: 4,096 tokens' worth).",
@@ -100,8 +107,10 @@ FINETUNE_HELP = {
 PRETRAIN_FLAGS = ("max_steps", "epochs", "max_minutes", "batch_size", "grad_accum", "lr", "seq_len", "mlm_probability",
                   "embedding_init", "val_fraction", "seed", "text_column")
 FINETUNE_FLAGS = ("epochs", "max_minutes", "lr", "batch_size", "grad_accum", "seq_len", "val_fraction", "val_every",
-                  "pooling", "class_weights", "long_docs", "ema_decay", "dropout", "seed", "text_column", "label_column")
-CHOICES = {"embedding_init": EmbeddingInit, "pooling": Pooling, "class_weights": ClassWeights, "long_docs": LongDocs}
+                  "pooling", "class_weights", "long_docs", "ema_decay", "dropout", "seed", "text_column", "label_column",
+                  "multi_label", "label_separator", "thresholds")
+CHOICES = {"embedding_init": EmbeddingInit, "pooling": Pooling, "class_weights": ClassWeights, "long_docs": LongDocs,
+           "thresholds": Thresholds}
 
 # The options of every training run (tinylm.config.RunOptions), declared once for both stages.
 RUN_OPTIONS = {
@@ -165,11 +174,13 @@ def flag_parameter(stage: type[StageConfig], name: str, help: str) -> Parameter:
     """The option for a field of the stage's config: its type from the field's annotation (or its choices), None
     when not given, and --help showing the stage's default (pretraining's where every preset has the same)."""
     annotations = {f.name: str(f.type) for f in (*fields(TrainArgs), *fields(stage))}
-    kind = CHOICES.get(name) or next(t for t in (int, float, str) if t.__name__ in annotations[name].split(" | "))
+    kind = CHOICES.get(name) or next(t for t in (bool, int, float, str) if t.__name__ in annotations[name].split(" | "))
     configs = [preset.pretrain for preset in PRESETS.values()] if stage is PretrainConfig else [stage()]
-    defaults = {config.flat()[name] for config in configs}
+    defaults = {getattr(config.train, name, None) if hasattr(config.train, name) else getattr(config, name)
+                for config in configs}
     shown = str(defaults.pop()) if len(defaults) == 1 and None not in defaults else False
-    option = typer.Option(help=help, show_default=shown)
+    option = typer.Option(f"--{flag(name)}", help=help, show_default=False) if kind is bool else \
+        typer.Option(help=help, show_default=shown)
     return Parameter(name, Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[kind], option])
 
 
@@ -271,7 +282,10 @@ def finetune(
         print(to_toml({"train": cfg}), end="")
         return
     best = finetune_classifier(train_data, base, out_dir, cfg, val, run)["best"]
-    if rank() == 0:
+    if rank() == 0 and cfg.multi_label:
+        out.print(f"best validation micro-F1 {best['val_micro_f1']:.4f} (macro-F1 {best['val_macro_f1']:.4f}, subset "
+                  f"accuracy {best['val_subset_accuracy']:.4f}) at epoch {best['epoch']} (step {best['step']:,}) -> {out_dir}")
+    elif rank() == 0:
         out.print(f"best validation accuracy {best['val_accuracy']:.4f} (macro-F1 {best['val_macro_f1']:.4f}) "
                   f"at epoch {best['epoch']} (step {best['step']:,}) -> {out_dir}")
 
@@ -297,7 +311,8 @@ def evaluate(
 ):
     """Evaluate a checkpoint on held-out data.
 
-    A classifier: accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix.
+    A classifier: accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix; a multi-label one:
+    micro-, macro- and samples-F1, subset accuracy and per-label precision/recall/F1 at its stored thresholds.
     A base checkpoint: masked-token accuracy, cross-entropy and perplexity, with the text packed and masked as in
     pretraining, but with a fixed seed so that runs and checkpoints can be compared.
     """
@@ -310,6 +325,8 @@ def evaluate(
         return
     if report.get("kind") == "mlm":
         print_mlm_report(report)
+    elif report.get("problem_type") == "multi_label_classification":
+        print_multi_label_report(report)
     else:
         print_report(report)
     if errors_file is not None:
@@ -338,6 +355,16 @@ def print_report(report: dict):
     out.print(confusion)
 
 
+def print_multi_label_report(report: dict):
+    out.print(f"micro-F1 [bold]{report['micro_f1']:.4f}[/]   macro-F1 [bold]{report['macro_f1']:.4f}[/]   samples-F1 "
+              f"{report['samples_f1']:.4f}   subset accuracy {report['subset_accuracy']:.4f}   n {report['n']}")
+    table = Table("label", "precision", "recall", "F1", "support", "threshold", title="per label")
+    for label, c in report["per_class"].items():
+        table.add_row(label, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]),
+                      f"{report['thresholds'][label]:.2f}")
+    out.print(table)
+
+
 @app.command()
 def predict(
     checkpoint: Annotated[Path, typer.Argument(help="Classifier checkpoint folder, or its ONNX export "
@@ -353,8 +380,11 @@ def predict(
     device: DeviceOpt = Device.auto,
     precision: PrecisionOpt = Precision.auto,
 ):
-    """Label new documents: one row per input document, in input order, with the class probabilities."""
-    from tinylm.evaluate import check_suffix, predict as run, write_rows
+    """Label new documents: one row per input document, in input order, with the class probabilities.
+
+    A multi-label classifier gives each row "labels", a list (in CSV: joined by its label separator).
+    """
+    from tinylm.evaluate import check_suffix, label_separator, predict as run, write_rows
 
     check_suffix(out_file, (".jsonl", ".csv"), "--out")
     rows = run(checkpoint, data, text_column, id_column, batch_size, encoding, scrub_pii, device.value, precision.value)
@@ -362,10 +392,13 @@ def predict(
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
         return
-    write_rows(out_file, rows, [*(["id"] if id_column else []), "label"], list(rows[0]["probabilities"]))
+    answer = "labels" if "labels" in rows[0] else "label"
+    write_rows(out_file, rows, [*(["id"] if id_column else []), answer], list(rows[0]["probabilities"]),
+               label_separator(checkpoint))
     counts = {}
     for row in rows:
-        counts[row["label"]] = counts.get(row["label"], 0) + 1
+        for label in row["labels"] if answer == "labels" else [row["label"]]:
+            counts[label] = counts.get(label, 0) + 1
     out.print(f"labelled {len(rows):,} documents -> {out_file}  ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))})",
               highlight=False)
 
@@ -378,7 +411,8 @@ def report(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the PNG files; default: RUN_DIR.")] = None,
 ):
     """Draw a run's curves as PNG files: loss.png (training loss and learning rate by step), validation.png
-    (validation accuracy and macro-F1 by epoch, when logged) and confusion.png per classifier evaluation report.
+    (validation accuracy, or multi-label micro-F1, and macro-F1 by epoch, when logged) and confusion.png per
+    classifier evaluation report (label_f1.png, each label's F1, for a multi-label one).
 
     Needs matplotlib, the optional extra "plot" of tinylm (or: pip install matplotlib).
     """

@@ -106,6 +106,11 @@ class ClassWeights(Choice):
     balanced = "balanced"
 
 
+class Thresholds(Choice):
+    per_label = "per-label"  # each label's own best F1 on validation (the global one for labels seen too rarely)
+    global_ = "global"  # the one threshold with the best micro-F1 on validation
+
+
 class ExportFormat(Choice):
     hf = "hf"  # a folder transformers loads with from_pretrained
     onnx = "onnx"  # model.onnx that ONNX Runtime runs, with the tokenizer and the settings to serve it
@@ -207,15 +212,37 @@ class FinetuneConfig(StageConfig):
     dropout: float = 0.1  # hidden and attention dropout while fine-tuning, whatever the base was pretrained with
     val_fraction: float = 0.1
     label_column: str = "label"
+    # Multi-label: each document has any number of labels, joined by label_separator in its cell (empty: none).
+    multi_label: bool = False
+    label_separator: str = "|"
+    thresholds: str = Thresholds.per_label.value  # how the decision thresholds are chosen on validation
+
+    MULTI_LABEL_FIELDS = ("multi_label", "label_separator", "thresholds")
 
     def __post_init__(self):
         check_positive(self, ("epochs",))
+        Thresholds.check("--thresholds", self.thresholds)
+        if not self.label_separator.strip():
+            raise TinyLMError("--label-separator must not be empty or blank")
+        if not self.multi_label:
+            changed = [name for name in self.MULTI_LABEL_FIELDS[1:] if getattr(self, name) != getattr(FinetuneConfig, name)]
+            if changed:
+                raise TinyLMError(f"--{flag(changed[0])} is for multi-label data: add --multi-label")
         Pooling.check("--pooling", self.pooling)
         ClassWeights.check("--class-weights", self.class_weights)
         LongDocs.check("--long-docs", self.long_docs)
         check_fraction("ema_decay", self.ema_decay, note=" (0 keeps the last weights)")
         check_fraction("dropout", self.dropout)
         check_fraction("val_fraction", self.val_fraction, low_open=True)
+
+    def flat(self) -> dict:
+        """The multi-label settings appear only in a multi-label run, so that a single-label run's files (its
+        training_args.json and run_config.toml) are what they were before multi-label existed."""
+        values = super().flat()
+        if not self.multi_label:
+            for name in self.MULTI_LABEL_FIELDS:
+                del values[name]
+        return values
 
 
 @dataclass

@@ -108,8 +108,10 @@ def _column(row: dict, name: str, path: Path, number: int, flag: str) -> str:
 
 
 def iter_records(paths: list[Path] | Path, text_column: str = "text", label_column: str | None = None,
-                 id_column: str | None = None, encoding: str = "utf-8"):
-    """Yield every document of every path, in order, streamed. With label_column each record must carry a label.
+                 id_column: str | None = None, encoding: str = "utf-8", empty_labels: bool = False):
+    """Yield every document of every path, in order, streamed. With label_column each record must carry a label
+    (unless empty_labels: a multi-label document may have none). The default label column "label" falls back to
+    "labels" in a table that has no "label" column (multi-label data sets often name it so).
 
     Raises (after the last record) when the inputs held no text at all.
     """
@@ -133,8 +135,10 @@ def iter_records(paths: list[Path] | Path, text_column: str = "text", label_colu
             rows = 0
             for number, row in table_rows(path, encoding):
                 where = f"{path}:{number}"
+                if label_column == "label" and "label" not in row and "labels" in row:
+                    label_column = "labels"
                 label = _column(row, label_column, path, number, "--label-column").strip() if label_column else None
-                if label_column and not label:
+                if label_column and not label and not empty_labels:
                     raise TinyLMError(f"{where}: empty label in column {label_column!r}")
                 ident = _column(row, id_column, path, number, "--id-column") if id_column else None
                 record = Record(_column(row, text_column, path, number, "--text-column"), label, ident, where)
@@ -158,9 +162,9 @@ def iter_records(paths: list[Path] | Path, text_column: str = "text", label_colu
 
 
 def read_records(paths: list[Path] | Path, text_column: str = "text", label_column: str | None = None,
-                 id_column: str | None = None, encoding: str = "utf-8") -> list[Record]:
+                 id_column: str | None = None, encoding: str = "utf-8", empty_labels: bool = False) -> list[Record]:
     """Every document of every path, in order (see iter_records)."""
-    return list(iter_records(paths, text_column, label_column, id_column, encoding))
+    return list(iter_records(paths, text_column, label_column, id_column, encoding, empty_labels))
 
 
 def read_texts(paths, text_column: str = "text", encoding: str = "utf-8") -> list[str]:

@@ -21,22 +21,28 @@ from tinylm.devices import autocast, resolve_device, resolve_precision
 from tinylm.config import LongDocs
 from tinylm.data import encode_for_classification, pack_documents, pad_batch, read_records, read_texts
 from tinylm.errors import TinyLMError
+from tinylm.labels import (MULTI_LABEL, SEPARATOR, SINGLE_LABEL, LabelScheme, multi_hot, multi_label_decisions,
+                           probabilities, single_label_decisions, split_labels)
 from tinylm.files import ARGS_FILE, read_json, write_json
 from tinylm.masking import mask_rows, special_positions
 from tinylm.pii import DEFAULT_KINDS, scrub_all
-from tinylm.serving import OnnxClassifier, is_onnx_export
+from tinylm.serving import OnnxClassifier, is_onnx_export, read_settings
 from tinylm.tokenizer import PAD, special_ids
 
 ERROR_COLUMNS = ["where", "text", "label", "predicted", "probability"]  # then one p_<label> column per class
+MULTI_LABEL_ERROR_COLUMNS = ["where", "text", "labels", "predicted"]  # label sets; then p_<label> columns
 
 
 def predict_proba(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, batch_size: int = 64,
                   device: torch.device | None = None, long_docs: str = "truncate",
                   precision: str = "fp32") -> torch.Tensor:
-    """Class probabilities (N, num_labels) in input order. Sorting by length keeps padding per batch small.
+    """Class probabilities (N, num_labels) in input order: softmax, or a sigmoid per label for a multi-label model.
+    Sorting by length keeps padding per batch small.
 
     long_docs="windows": a document longer than seq_len is read in consecutive windows whose class
-    probabilities are averaged. precision: fp32, or bf16 (autocast; for hardware that runs it natively).
+    probabilities are averaged (multi-label too: every window was trained on the document's whole label set, and
+    the mean does not let one stray window add a label, as the max would). precision: fp32, or bf16 (autocast;
+    for hardware that runs it natively).
     """
     device = device or torch.device("cpu")
     model.to(device).eval()
@@ -49,7 +55,7 @@ def predict_proba(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, b
         input_ids, attention_mask = pad_batch([sequences[i] for i in chunk], pad_id)
         with torch.inference_mode(), autocast(precision, device):
             logits = model(input_ids.to(device), attention_mask.to(device))
-            probs[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
+            probs[chunk] = probabilities(logits, getattr(model, "problem_type", SINGLE_LABEL)).cpu()
     if long_docs == "windows":  # the mean over each document's windows
         index = torch.tensor(owners)
         counts = torch.bincount(index, minlength=len(texts)).clamp(min=1).unsqueeze(1)
@@ -79,6 +85,33 @@ def classification_report(y_true: list[int], y_pred: list[int], labels: list[str
         "macro_f1": sum(c["f1"] for c in present) / len(present) if present else 0.0,
         "n": n, "labels": labels, "per_class": per_class, "confusion": confusion,
     }
+
+
+def multi_label_report(truth, predicted, labels: list[str]) -> dict:
+    """Multi-label figures from 0/1 arrays (N, labels): micro-F1 (over all document-label pairs), macro-F1 (the mean
+    over labels present in the data), samples-F1 (the mean over documents; a document with no label, rightly
+    given none, scores 1), subset accuracy (the share of documents whose predicted set is exactly right), and
+    per label precision, recall, F1 and support."""
+    truth, predicted = np.asarray(truth).astype(bool), np.asarray(predicted).astype(bool)
+    tp, fp, fn = (truth & predicted).sum(0), (~truth & predicted).sum(0), (truth & ~predicted).sum(0)
+
+    def f1(tp, fp, fn):
+        return 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else 0.0
+
+    per_class = {}
+    for k, label in enumerate(labels):
+        per_class[label] = {"precision": float(tp[k] / (tp[k] + fp[k])) if tp[k] + fp[k] else 0.0,
+                            "recall": float(tp[k] / (tp[k] + fn[k])) if tp[k] + fn[k] else 0.0,
+                            "f1": float(f1(tp[k], fp[k], fn[k])), "support": int(tp[k] + fn[k])}
+    present = [c["f1"] for c in per_class.values() if c["support"] > 0]
+    doc_tp, doc_wrong = (truth & predicted).sum(1), (truth ^ predicted).sum(1)
+    samples = np.where(2 * doc_tp + doc_wrong > 0, 2 * doc_tp / np.maximum(2 * doc_tp + doc_wrong, 1), 1.0)
+    n = len(truth)
+    return {"problem_type": MULTI_LABEL, "micro_f1": float(f1(tp.sum(), fp.sum(), fn.sum())),
+            "macro_f1": sum(present) / len(present) if present else 0.0,
+            "samples_f1": float(samples.mean()) if n else 0.0,
+            "subset_accuracy": float((doc_wrong == 0).mean()) if n else 0.0,
+            "n": n, "labels": labels, "per_class": per_class}
 
 
 def checkpoint_seq_len(ckpt_dir: Path, model) -> int:
@@ -111,17 +144,11 @@ def scrubbed(texts: list[str], kinds: tuple[str, ...], also: bool = False) -> li
     return scrub_all(texts, tuple(sorted(kinds)))[0] if kinds else texts
 
 
-def prediction(p: list[float], labels: list[str]) -> tuple[str, float, dict[str, float]]:
-    """(predicted label, its probability, every class's probability), rounded for output files."""
-    best = max(range(len(p)), key=p.__getitem__)
-    return labels[best], round(p[best], 6), {label: round(v, 6) for label, v in zip(labels, p)}
-
-
 @dataclass
 class Classifier:
-    """What predict and eval need of a classifier, whichever runtime runs it: its labels, the PII kinds its
-    training data was scrubbed of, and probabilities(texts, batch_size) -> (N, num_labels) array."""
-    labels: list[str]
+    """What predict and eval need of a classifier, whichever runtime runs it: its labels and how it decides
+    (scheme), the PII kinds its training data was scrubbed of, and probabilities(texts, batch_size) -> (N, labels)."""
+    scheme: LabelScheme
     scrub_kinds: tuple[str, ...]
     probabilities: Callable[[list[str], int], np.ndarray]
 
@@ -133,12 +160,12 @@ def load_classifier(folder: Path, device: str = "cpu", precision: str = "fp32") 
             raise TinyLMError(f"{folder} is an ONNX export, which runs on the CPU at the precision it was exported "
                               "with; leave out --device and --precision")
         onnx = OnnxClassifier(folder)
-        return Classifier(onnx.labels, onnx.scrub_kinds, onnx.probabilities)
+        return Classifier(LabelScheme.from_meta(onnx.meta), onnx.scrub_kinds, onnx.probabilities)
     model, tokenizer, meta = load_checkpoint(folder, expect_kind="classifier")
     dev = resolve_device(device)
     run = partial(predict_proba, model, tokenizer, seq_len=checkpoint_seq_len(folder, model), device=dev,
                   long_docs=checkpoint_long_docs(folder), precision=resolve_precision(precision, dev))
-    return Classifier([meta["id2label"][i] for i in range(len(meta["id2label"]))], checkpoint_scrub_kinds(folder),
+    return Classifier(LabelScheme.from_meta(meta), checkpoint_scrub_kinds(folder),
                       lambda texts, batch_size: run(texts, batch_size=batch_size).numpy())
 
 
@@ -150,39 +177,63 @@ def evaluate_predictions(ckpt_dir: Path, data: Path, text_column: str = "text", 
     ckpt_dir: a classifier checkpoint or its ONNX export. device: cpu, cuda or auto; precision: fp32, bf16 or auto
     (bf16 where the hardware runs it natively)."""
     classifier = load_classifier(ckpt_dir, device, precision)
-    records = read_records(data, text_column, label_column, encoding=encoding)
-    label2id = {label: i for i, label in enumerate(classifier.labels)}
-    unseen = sorted({r.label for r in records} - set(label2id))
-    if unseen:
-        where = next(r.where for r in records if r.label in unseen)
-        raise TinyLMError(f"label(s) {', '.join(map(repr, unseen))} (first at {where}) were never seen in training; "
-                          f"the model knows {', '.join(classifier.labels)}")
+    scheme = classifier.scheme
+    records = read_records(data, text_column, label_column, encoding=encoding, empty_labels=scheme.multi_label)
+    truth = [split_labels(r.label, scheme.separator) if scheme.multi_label else [r.label] for r in records]
+    check_known_labels(records, truth, scheme, ckpt_dir)
     texts = scrubbed([r.text for r in records], classifier.scrub_kinds, scrub_pii)
-    probs = classifier.probabilities(texts, batch_size)
-    report = classification_report([label2id[r.label] for r in records], probs.argmax(-1).tolist(), classifier.labels)
-    rows = []
-    for record, text, p in zip(records, texts, probs.tolist()):
-        predicted, probability, probabilities = prediction(p, classifier.labels)
-        rows.append({"where": record.where, "text": text, "label": record.label, "predicted": predicted,
-                     "probability": probability, "probabilities": probabilities})
-    return report, rows
+    probs = torch.from_numpy(classifier.probabilities(texts, batch_size))
+    predictions = scheme.rows(probs)
+    label2id = {label: i for i, label in enumerate(scheme.labels)}
+    if scheme.multi_label:
+        report = multi_label_report(multi_hot(truth, label2id), multi_label_decisions(probs, scheme.thresholds).numpy(),
+                                    scheme.labels)
+        report["thresholds"] = dict(zip(scheme.labels, scheme.thresholds))
+        return report, [{"where": r.where, "text": text, "labels": names, "predicted": p["labels"],
+                         "probabilities": p["probabilities"]}
+                        for r, text, names, p in zip(records, texts, truth, predictions)]
+    report = classification_report([label2id[r.label] for r in records], single_label_decisions(probs).tolist(),
+                                   scheme.labels)
+    return report, [{"where": r.where, "text": text, "label": r.label, "predicted": p["label"],
+                     "probability": p["probability"], "probabilities": p["probabilities"]}
+                    for r, text, p in zip(records, texts, predictions)]
+
+
+def label_separator(folder: Path) -> str:
+    """The separator a multi-label classifier (checkpoint or ONNX export) joins label sets with in CSV files."""
+    meta = read_settings(folder) if is_onnx_export(folder) else read_config(folder)[1]
+    return meta.get("label_separator", SEPARATOR)
+
+
+def check_known_labels(records: list, truth: list[list[str]], scheme: LabelScheme, ckpt_dir: Path):
+    """Every label in the data is one the classifier knows; label cells holding several joined labels given to a
+    single-label classifier are named as such."""
+    known = set(scheme.labels)
+    unseen = sorted({name for names in truth for name in names} - known)
+    if not unseen:
+        return
+    where = next(r.where for r, names in zip(records, truth) if set(names) - known)
+    if not scheme.multi_label:
+        joined = next((label for label in unseen if SEPARATOR in label and set(split_labels(label)) <= known), None)
+        if joined is not None:
+            raise TinyLMError(f"label {joined!r} (first at {where}) holds several labels joined by '{SEPARATOR}', but "
+                              f"{ckpt_dir} is a single-label classifier; fine-tune with --multi-label for such data")
+    raise TinyLMError(f"label(s) {', '.join(map(repr, unseen))} (first at {where}) were never seen in training; "
+                      f"the model knows {', '.join(scheme.labels)}")
 
 
 def predict(ckpt_dir: Path, data: Path, text_column: str = "text", id_column: str | None = None,
             batch_size: int = 64, encoding: str = "utf-8", scrub_pii: bool = False, device: str = "cpu",
             precision: str = "fp32") -> list[dict]:
-    """One row per input document, in input order: id (if asked), label, probabilities per class.
-    ckpt_dir: a classifier checkpoint or its ONNX export."""
+    """One row per input document, in input order: id (if asked), label (or labels, multi-label), probabilities per
+    class. ckpt_dir: a classifier checkpoint or its ONNX export."""
     classifier = load_classifier(ckpt_dir, device, precision)
     records = read_records(data, text_column, id_column=id_column, encoding=encoding)
     texts = scrubbed([r.text for r in records], classifier.scrub_kinds, scrub_pii)
-    probs = classifier.probabilities(texts, batch_size)
-    rows = []
-    for record, p in zip(records, probs.tolist()):
-        row = {"id": record.id} if id_column else {}
-        row["label"], _, row["probabilities"] = prediction(p, classifier.labels)
-        rows.append(row)
-    return rows
+    probs = torch.from_numpy(classifier.probabilities(texts, batch_size))
+    answer = "labels" if classifier.scheme.multi_label else "label"
+    return [{**({"id": record.id} if id_column else {}), answer: p[answer], "probabilities": p["probabilities"]}
+            for record, p in zip(records, classifier.scheme.rows(probs))]
 
 
 def evaluate_checkpoint(ckpt_dir: Path, data: Path, text_column: str = "text", label_column: str = "label",
@@ -207,8 +258,10 @@ def evaluate_checkpoint(ckpt_dir: Path, data: Path, text_column: str = "text", l
         report, rows = evaluate_predictions(ckpt_dir, data, text_column, label_column, batch_size, encoding,
                                             device=device, precision=precision)
         if errors_file is not None:
-            errors = [row for row in rows if row["predicted"] != row["label"]]
-            write_rows(errors_file, errors, ERROR_COLUMNS, report["labels"])
+            multi = report.get("problem_type") == MULTI_LABEL
+            errors = [row for row in rows if row["predicted"] != row["labels" if multi else "label"]]
+            write_rows(errors_file, errors, MULTI_LABEL_ERROR_COLUMNS if multi else ERROR_COLUMNS, report["labels"],
+                       label_separator(ckpt_dir))
             n_errors = len(errors)
     if out_file is not None:
         write_report(out_file, report)
@@ -287,8 +340,9 @@ def check_suffix(path: Path | None, suffixes: tuple[str, ...], flag: str):
         raise TinyLMError(f"{flag} {path}: use a {' or '.join(suffixes)} file name")
 
 
-def write_rows(path: Path, rows: list[dict], columns: list[str], labels: list[str]):
-    """JSONL (one object a line) or CSV (by suffix): `columns`, then each row's probabilities as p_<label>."""
+def write_rows(path: Path, rows: list[dict], columns: list[str], labels: list[str], separator: str = SEPARATOR):
+    """JSONL (one object a line) or CSV (by suffix): `columns`, then each row's probabilities as p_<label>. In CSV
+    a list of labels is one cell, the names joined by `separator`."""
     try:
         with open(path, "w", encoding="utf-8", newline="") as f:
             if path.suffix.lower() == ".jsonl":
@@ -297,7 +351,8 @@ def write_rows(path: Path, rows: list[dict], columns: list[str], labels: list[st
             writer = csv.writer(f)
             writer.writerow([*columns, *(f"p_{label}" for label in labels)])
             for row in rows:
-                writer.writerow([*(row[c] for c in columns), *(row["probabilities"][label] for label in labels)])
+                cells = [separator.join(row[c]) if isinstance(row[c], list) else row[c] for c in columns]
+                writer.writerow([*cells, *(row["probabilities"][label] for label in labels)])
     except OSError as e:
         raise TinyLMError(f"cannot write {path}: {e.strerror}") from None
 

@@ -17,7 +17,9 @@ from tinylm.devices import console, resolve_precision
 from tinylm.distributed import Layout, World
 from tinylm.errors import TinyLMError
 from tinylm.files import RUN_CONFIG
-from tinylm.evaluate import classification_report, predict_proba
+from tinylm.evaluate import classification_report, multi_label_report, predict_proba
+from tinylm.labels import (MULTI_LABEL, SINGLE_LABEL, LabelScheme, balanced_pos_weight, choose_thresholds,
+                           multi_hot, multi_label_decisions, multi_label_prior_loss, split_labels)
 from tinylm.model import BertForSequenceClassification
 from tinylm.pii import scrub
 from tinylm.provenance import build_manifest, file_records, now, parent_record, resolve_scrub, scrub_record
@@ -54,10 +56,13 @@ class ClassificationBatches:
 
     GROUP = 50
 
-    def __init__(self, sequences: list[list[int]], targets: list[int], batch_size: int, seed: int, pad_id: int,
-                 class_weights: torch.Tensor | None = None, layout: Layout = Layout()):
-        self.sequences, self.targets, self.batch_size, self.seed, self.pad_id = sequences, targets, batch_size, seed, pad_id
-        self.class_weights, self.layout = class_weights, layout
+    def __init__(self, sequences: list[list[int]], targets, batch_size: int, seed: int, pad_id: int,
+                 class_weights: torch.Tensor | None = None, layout: Layout = Layout(),
+                 pos_weight: torch.Tensor | None = None):
+        """targets: a class id per sequence, or (multi-label) a (sequences, labels) array of 0/1."""
+        self.sequences, self.batch_size, self.seed, self.pad_id = sequences, batch_size, seed, pad_id
+        self.targets = np.asarray(targets)
+        self.class_weights, self.pos_weight, self.layout = class_weights, pos_weight, layout
         self.global_batch = batch_size * layout.micro_batches
         self.lengths = np.array([len(s) for s in sequences])
         self.steps_per_epoch = math.ceil(len(sequences) / self.global_batch)
@@ -86,8 +91,10 @@ class ClassificationBatches:
         weight = 1.0 if len(rows) else 0.0  # an empty micro-batch: the first document, counted 0 times
         members = rows if len(rows) else self._epoch[1][position][:1]
         input_ids, attention_mask = pad_batch([self.sequences[i] for i in members], self.pad_id)
-        labels = torch.tensor([self.targets[i] for i in members], dtype=torch.long)
+        labels = torch.from_numpy(self.targets[members])
         extra = {"class_weights": self.class_weights} if self.class_weights is not None else {}
+        if self.pos_weight is not None:
+            extra["pos_weight"] = self.pos_weight
         n_targets = float(self.class_weights[labels].sum()) if self.class_weights is not None else float(len(labels))
         return Batch({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, **extra},
                      n_tokens=int(attention_mask.sum() * weight), n_targets=n_targets * weight, epoch=epoch + 1,
@@ -149,12 +156,19 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
     model = classifier_from_base(base, cfg, len(data.labels))
     del base
     sequences, owners = encode_for_classification(tokenizer, [r.text for r in data.train], cfg.train.seq_len,
-                                                  cfg.long_docs)  # with windows, each window carries its label
-    targets = [data.label2id[data.train[i].label] for i in owners]
-    weights = balanced_weights(targets, len(data.labels)) if cfg.class_weights == ClassWeights.balanced else None
+                                                  cfg.long_docs)  # with windows, each window carries its label(s)
+    targets = data.targets(data.train)[owners]
+    balanced = cfg.class_weights == ClassWeights.balanced
+    if cfg.multi_label:
+        weights, pos_weight = None, balanced_pos_weight(targets) if balanced else None
+        prior = multi_label_prior_loss(targets, pos_weight)
+    else:
+        weights, pos_weight = balanced_weights(targets.tolist(), len(data.labels)) if balanced else None, None
+        prior = prior_loss(targets.tolist(), len(data.labels), weights)
     batches = ClassificationBatches(sequences, targets, cfg.train.batch_size, cfg.train.seed, tokenizer.token_to_id(PAD),
-                                    weights, world.layout(cfg.train.grad_accum))
-    console.print(f"fine-tuning on {len(data.train):,} documents ({len(data.labels)} labels), validating on "
+                                    weights, world.layout(cfg.train.grad_accum), pos_weight)
+    kind = " multi-label" if cfg.multi_label else ""
+    console.print(f"fine-tuning on {len(data.train):,} documents ({len(data.labels)}{kind} labels), validating on "
                   f"{len(data.val):,}; {cfg.epochs} epochs of {batches.steps_per_epoch} steps, "
                   f"{describe_batch(cfg.train, world, 'documents')}, {precision} on {world.device.type}")
     inputs, hashing_s = data.file_records()
@@ -173,7 +187,6 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
                     on_validate=best.validate, stage_state=best.best)
     if world.is_main:  # the run is complete: its best model is the hand-off
         remove_checkpoints(out_dir)
-    prior = prior_loss(targets, len(data.labels), weights)
     warn_if_nothing_learnt(summary, prior, cfg)
     return {**summary, "best": best.best, "prior_loss": prior}
 
@@ -192,34 +205,59 @@ def classifier_from_base(base, cfg: FinetuneConfig, num_labels: int) -> BertForS
     the fine-tuning dropout."""
     torch.manual_seed(cfg.train.seed)
     config = replace(base.config, hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
-    model = BertForSequenceClassification(config, num_labels=num_labels, pooling=cfg.pooling)
+    model = BertForSequenceClassification(config, num_labels=num_labels, pooling=cfg.pooling,
+                                          problem_type=MULTI_LABEL if cfg.multi_label else SINGLE_LABEL)
     model.bert.load_state_dict(base.bert.state_dict(), strict=False)
     return model
 
 
 class LabelledData:
     """The training and validation documents (a stratified split of TRAIN unless a validation file is given)
-    and the labels, sorted."""
+    and the labels, sorted. Multi-label (separator given): a record's label cell holds its label names joined by
+    the separator, and may be empty."""
 
-    def __init__(self, paths: list[Path], train: list[Record], val: list[Record], labels: list[str]):
-        self.paths, self.train, self.val, self.labels = paths, train, val, labels
+    def __init__(self, paths: list[Path], train: list[Record], val: list[Record], labels: list[str],
+                 separator: str | None = None):
+        self.paths, self.train, self.val, self.labels, self.separator = paths, train, val, labels, separator
         self.label2id = {label: i for i, label in enumerate(labels)}
+
+    def label_set(self, record: Record) -> list[str]:
+        return split_labels(record.label, self.separator)
+
+    def targets(self, records: list[Record]) -> np.ndarray:
+        """Class ids (N,), or multi-label 0/1 (N, labels)."""
+        if self.separator is None:
+            return np.array([self.label2id[r.label] for r in records], dtype=np.int64)
+        return multi_hot([self.label_set(r) for r in records], self.label2id)
 
     @classmethod
     def read(cls, train_path: Path, val_path: Path | None, cfg: FinetuneConfig, encoding: str) -> "LabelledData":
-        records = [r for r in read_records(train_path, cfg.train.text_column, cfg.label_column, encoding=encoding)
-                   if r.text.strip()]
-        labels = sorted({r.label for r in records})
-        if len(labels) < 2:
-            raise TinyLMError(f"{train_path} has only one label ({labels[0]!r}); a classifier needs at least two")
+        separator = cfg.label_separator if cfg.multi_label else None
+        records = [r for r in read_records(train_path, cfg.train.text_column, cfg.label_column, encoding=encoding,
+                                           empty_labels=cfg.multi_label) if r.text.strip()]
+        if separator is None:
+            labels = sorted({r.label for r in records})
+            warn_if_label_sets(records, labels)
+            if len(labels) < 2:
+                raise TinyLMError(f"{train_path} has only one label ({labels[0]!r}); a classifier needs at least two")
+            strata = [r.label for r in records]
+        else:
+            sets = [split_labels(r.label, separator) for r in records]
+            labels = sorted({name for names in sets for name in names})
+            if not labels:
+                raise TinyLMError(f"{train_path}: every label cell is empty; multi-label data needs label names "
+                                  f"joined by {separator!r}")
+            strata = [separator.join(names) for names in sets]  # the label set is the stratum
         if val_path is None:
-            train_idx, val_idx = stratified_split([r.label for r in records], cfg.val_fraction, cfg.train.seed)
-            return cls([train_path], [records[i] for i in train_idx], [records[i] for i in val_idx], labels)
-        val = read_records(val_path, cfg.train.text_column, cfg.label_column, encoding=encoding)
-        unseen = sorted({r.label for r in val} - set(labels))
+            train_idx, val_idx = stratified_split(strata, cfg.val_fraction, cfg.train.seed)
+            return cls([train_path], [records[i] for i in train_idx], [records[i] for i in val_idx], labels, separator)
+        val = read_records(val_path, cfg.train.text_column, cfg.label_column, encoding=encoding,
+                           empty_labels=cfg.multi_label)
+        seen = {name for r in val for name in split_labels(r.label, separator)} if separator else {r.label for r in val}
+        unseen = sorted(seen - set(labels))
         if unseen:
             raise TinyLMError(f"--val {val_path} has label(s) {', '.join(map(repr, unseen))} that the training data lacks")
-        return cls([train_path, val_path], records, val, labels)
+        return cls([train_path, val_path], records, val, labels, separator)
 
     def scrub(self, kinds: tuple[str, ...]) -> dict[str, int]:
         """Scrub the text in place (the split is made first, so it does not depend on scrubbing)."""
@@ -233,6 +271,16 @@ class LabelledData:
         return inputs, hashing_s
 
 
+def warn_if_label_sets(records: list[Record], labels: list[str]):
+    """Single-label data whose labels look like label sets ("a|b" beside "a" and "b") was likely meant as
+    multi-label; the run goes on (a label may contain "|"), with a warning."""
+    names = set(labels)
+    joined = [label for label in labels if "|" in label and set(split_labels(label)) <= names]
+    if joined:
+        console.print(f"[yellow]warning:[/] label {joined[0]!r} looks like labels joined by '|'; for multi-label data "
+                      "pass --multi-label (each joined name then is a label of its own)")
+
+
 class BestEpoch:
     """on_validate for train(): scores the validation documents (rank 0, known to all) and keeps the best point
     so far as the classifier checkpoint."""
@@ -241,32 +289,55 @@ class BestEpoch:
                  args: dict, manifest: dict, plan: Plan):
         self.model, self.tokenizer, self.data, self.cfg, self.world = model, tokenizer, data, cfg, world
         self.out_dir, self.args, self.manifest, self.plan = out_dir, args, manifest, plan
-        self.best = {"val_accuracy": -1.0}  # the loop saves and restores it with the resumable state
+        # the figure that picks the kept point: accuracy, or multi-label micro-F1 (with the thresholds chosen for it)
+        self.key = "val_micro_f1" if cfg.multi_label else "val_accuracy"
+        self.best = {self.key: -1.0}  # the loop saves and restores it with the resumable state
+        self.scheme = LabelScheme(data.labels)
 
     def score(self) -> dict:
+        if self.cfg.multi_label:
+            return self.score_multi_label()
         figures = {"val_accuracy": 0.0, "val_macro_f1": 0.0}
         if self.world.is_main:  # the others wait: rank 0 validates and saves
-            probs = predict_proba(self.model, self.tokenizer, [r.text for r in self.data.val], self.cfg.train.seq_len,
-                                  device=self.world.device, long_docs=self.cfg.long_docs)
-            report = classification_report([self.data.label2id[r.label] for r in self.data.val],
-                                           probs.argmax(-1).tolist(), self.data.labels)
+            probs = self.val_probabilities()
+            report = classification_report(self.data.targets(self.data.val).tolist(), probs.argmax(-1).tolist(),
+                                           self.data.labels)
             figures = {"val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]}
+        return self.world.all_sum_named(figures)
+
+    def val_probabilities(self) -> torch.Tensor:
+        return predict_proba(self.model, self.tokenizer, [r.text for r in self.data.val], self.cfg.train.seq_len,
+                             device=self.world.device, long_docs=self.cfg.long_docs)
+
+    def score_multi_label(self) -> dict:
+        """Thresholds chosen on the validation documents, then the figures they give there."""
+        figures = {"val_micro_f1": 0.0, "val_macro_f1": 0.0, "val_subset_accuracy": 0.0}
+        if self.world.is_main:
+            probs, truth = self.val_probabilities(), self.data.targets(self.data.val)
+            thresholds = choose_thresholds(probs, truth, self.cfg.thresholds)
+            self.scheme = LabelScheme(self.data.labels, MULTI_LABEL, thresholds, self.cfg.label_separator)
+            report = multi_label_report(truth, multi_label_decisions(probs, thresholds).numpy(), self.data.labels)
+            figures = {"val_micro_f1": report["micro_f1"], "val_macro_f1": report["macro_f1"],
+                       "val_subset_accuracy": report["subset_accuracy"]}
         return self.world.all_sum_named(figures)
 
     def validate(self, epoch: int, step: int) -> dict:
         figures = self.score()
-        improved = figures["val_accuracy"] > self.best["val_accuracy"]
+        improved = figures[self.key] > self.best[self.key]
         steps_per_epoch = self.plan.steps_per_epoch
         done = step - (epoch - 1) * steps_per_epoch
         part = "" if done == steps_per_epoch else f" ({done} of its {steps_per_epoch} steps" + (
             ", the budget's end)" if step == self.plan.max_steps else ")")
-        console.print(f"epoch {epoch}{part}: val accuracy {figures['val_accuracy']:.4f}  macro-F1 "
-                      f"{figures['val_macro_f1']:.4f}" + ("  [green]best, saved[/]" if improved else ""))
+        shown = (f"val micro-F1 {figures['val_micro_f1']:.4f}  macro-F1 {figures['val_macro_f1']:.4f}  subset accuracy "
+                 f"{figures['val_subset_accuracy']:.4f}" if self.cfg.multi_label else
+                 f"val accuracy {figures['val_accuracy']:.4f}  macro-F1 {figures['val_macro_f1']:.4f}")
+        console.print(f"epoch {epoch}{part}: {shown}" + ("  [green]best, saved[/]" if improved else ""))
         if improved:
             self.best.update(figures, epoch=epoch, step=step)
             if self.world.is_main:
                 save_checkpoint(self.out_dir, self.model, self.tokenizer, {**self.args, "best": dict(self.best)},
-                                dict(enumerate(self.data.labels)), provenance=build_manifest(**self.manifest))
+                                dict(enumerate(self.data.labels)), provenance=build_manifest(**self.manifest),
+                                label_fields=self.scheme.config_fields())
         return figures
 
 

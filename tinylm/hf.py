@@ -24,6 +24,7 @@ from tinylm.checkpoint import (KINDS, TIED_KEYS, check_out_dir, commit_dir, load
 from tinylm.config import BertConfig, from_dict
 from tinylm.errors import TinyLMError
 from tinylm.evaluate import checkpoint_long_docs, checkpoint_seq_len
+from tinylm.labels import SINGLE_LABEL, LabelScheme
 from tinylm.files import CONFIG_FILE, PROVENANCE_FILE, TOKENIZER_FILE, WEIGHTS_FILE, read_json, write_json
 from tinylm.model import BertForMaskedLM, BertForSequenceClassification
 from tinylm.provenance import build_manifest, command_line, file_records, now, parent_record, read_manifest
@@ -43,7 +44,7 @@ UNSUPPORTED = (
     ("add_cross_attention", (None, False), "it has cross-attention layers"),
     ("position_embedding_type", (None, "absolute"), "tinylm implements absolute position embeddings only"),
     ("pruned_heads", (None, {}), "it has pruned attention heads"),
-    ("problem_type", (None, "single_label_classification"), "tinylm classifiers are single-label (softmax)"),
+    ("problem_type", (None, "single_label_classification"), "tinylm imports single-label (softmax) classifiers only"),
 )
 BASE_ARCHITECTURES = ("BertForMaskedLM", "BertForPreTraining")
 CLASSIFIER_ARCHITECTURE = "BertForSequenceClassification"
@@ -73,7 +74,8 @@ def export_hf(ckpt_dir: Path, out_dir: Path, overwrite: bool = False) -> dict:
 
     # The tied decoder weight/bias are stored once, under the embedding and cls.predictions.bias, as HF does.
     save_weights(stored_state(model), tmp / WEIGHTS_FILE, {"format": "pt"})
-    config = hf_config(model.config, kind, meta.get("id2label"))
+    config = hf_config(model.config, kind, meta.get("id2label"),
+                       LabelScheme.from_meta(meta) if kind == "classifier" else None)
     if remote_code:
         config.update(remote_code_config(model.pooling))
         shutil.copyfile(REMOTE_CODE, tmp / REMOTE_CODE.name)
@@ -107,8 +109,10 @@ def export_manifest(ckpt_dir: Path, fmt: str = "hf") -> dict:
                           scrub=source.get("scrub_pii"))
 
 
-def hf_config(config: BertConfig, kind: str, id2label: dict[int, str] | None) -> dict:
-    """transformers' config.json for BertForMaskedLM / BertForSequenceClassification, with our values."""
+def hf_config(config: BertConfig, kind: str, id2label: dict[int, str] | None, scheme: LabelScheme | None = None) -> dict:
+    """transformers' config.json for BertForMaskedLM / BertForSequenceClassification, with our values. A multi-label
+    classifier's problem_type makes transformers train it with BCEWithLogitsLoss; its thresholds ride along
+    (transformers keeps unknown config fields), for whoever turns the sigmoids into labels."""
     data = {"architectures": [KINDS[kind]], "model_type": "bert", **asdict(config),
             "position_embedding_type": "absolute", "is_decoder": False, "add_cross_attention": False,
             "tie_word_embeddings": True, "classifier_dropout": None, "use_cache": False,
@@ -117,7 +121,9 @@ def hf_config(config: BertConfig, kind: str, id2label: dict[int, str] | None) ->
         data["id2label"] = {str(i): label for i, label in id2label.items()}
         data["label2id"] = {label: i for i, label in id2label.items()}
         data["num_labels"] = len(id2label)
-        data["problem_type"] = "single_label_classification"
+        data["problem_type"] = SINGLE_LABEL
+        if scheme is not None and scheme.multi_label:
+            data.update(scheme.config_fields())
     return data
 
 

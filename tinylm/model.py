@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinylm.config import BertConfig, Pooling
+from tinylm.labels import MULTI_LABEL, PROBLEM_TYPES, SINGLE_LABEL
 
 POOLINGS = Pooling.values()
 
@@ -325,22 +326,31 @@ class BertForSequenceClassification(BertPreTrainedModel):
     while the mean starts out as a bag of contextual words (as in Sentence-BERT, Reimers & Gurevych, 2019).
     pooling="max" takes each feature's maximum over the tokens (max-over-time, as in Kim's 2014 CNN): one
     strong word is not diluted by the rest of the document, which suits short texts decided by a few words.
+
+    problem_type is transformers' name: "single_label_classification" trains with cross-entropy over a softmax,
+    "multi_label_classification" with binary cross-entropy on a sigmoid per label (float 0/1 targets).
     """
 
-    def __init__(self, config: BertConfig, num_labels: int, pooling: str = "cls"):
+    def __init__(self, config: BertConfig, num_labels: int, pooling: str = "cls",
+                 problem_type: str = SINGLE_LABEL):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"unknown problem_type {problem_type!r}")
         self.config = config
         self.num_labels = num_labels
         self.pooling = pooling
+        self.problem_type = problem_type
         self.bert = BertModel(config, add_pooling_layer=pooling == "cls")
         self.dropout = Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, num_labels)
         self.init_weights()
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, class_weights=None):
-        """Returns logits (B, num_labels), or (loss, logits) when labels are given."""
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, class_weights=None,
+                pos_weight=None):
+        """Returns logits (B, num_labels), or (loss, logits) when labels are given: class ids (B,) for single-label,
+        0/1 floats (B, num_labels) for multi-label, whose positives weigh pos_weight (num_labels,) if given."""
         hidden, pooled = self.bert(input_ids, attention_mask, token_type_ids)
         if self.pooling == "mean":
             pooled = mean_pool(hidden, attention_mask)
@@ -349,4 +359,6 @@ class BertForSequenceClassification(BertPreTrainedModel):
         logits = self.classifier(self.dropout(pooled))
         if labels is None:
             return logits
+        if self.problem_type == MULTI_LABEL:
+            return F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=pos_weight), logits
         return F.cross_entropy(logits.float(), labels, weight=class_weights), logits

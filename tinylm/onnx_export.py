@@ -29,6 +29,7 @@ from tinylm.errors import TinyLMError
 from tinylm.evaluate import checkpoint_long_docs, checkpoint_scrub_kinds, checkpoint_seq_len
 from tinylm.files import ONNX_FILE, ONNX_SETTINGS, PROVENANCE_FILE, TOKENIZER_FILE, write_json
 from tinylm.hf import export_manifest
+from tinylm.labels import LabelScheme, probabilities
 from tinylm.serving import FORMAT
 
 OPSET = 17  # LayerNormalization is one op from 17 on; ONNX Runtime 1.14+ runs it
@@ -36,17 +37,19 @@ INSTALL_HINT = "pip install 'tinylm[onnx]' (or: pip install onnx onnxruntime)"
 
 
 class OnnxGraph(nn.Module):
-    """The model as the exported graph sees it: token ids and mask in, logits (and probabilities) out."""
+    """The model as the exported graph sees it: token ids and mask in, logits (and probabilities: softmax, or a
+    sigmoid per label for a multi-label classifier) out."""
 
-    def __init__(self, model):
+    def __init__(self, model, problem_type: str | None = None):
         super().__init__()
         self.model = model
+        self.problem_type = problem_type
 
     def forward(self, input_ids, attention_mask):
         logits = self.model(input_ids, attention_mask)
-        if model_kind(self.model) == "mlm":
+        if self.problem_type is None:
             return logits
-        return logits, torch.softmax(logits, dim=-1)
+        return logits, probabilities(logits, self.problem_type)
 
 
 def require_onnx():
@@ -66,7 +69,8 @@ def export_onnx(ckpt_dir: Path, out_dir: Path, overwrite: bool = False, int8: bo
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
 
-    trace_graph(model.eval(), tmp / ONNX_FILE, kind)
+    scheme = LabelScheme.from_meta(meta) if kind == "classifier" else None
+    trace_graph(model.eval(), tmp / ONNX_FILE, scheme)
     fuse(tmp / ONNX_FILE, model.config)
     if int8:
         quantize_int8(tmp / ONNX_FILE)
@@ -78,7 +82,7 @@ def export_onnx(ckpt_dir: Path, out_dir: Path, overwrite: bool = False, int8: bo
     if kind == "classifier":
         settings.update({"id2label": {str(i): label for i, label in meta["id2label"].items()},
                          "pooling": model.pooling, "long_docs": checkpoint_long_docs(ckpt_dir),
-                         "problem_type": "single_label_classification"})
+                         "problem_type": scheme.problem_type, **scheme.config_fields()})
     write_json(tmp / ONNX_SETTINGS, settings)
     tokenizer.save(str(tmp / TOKENIZER_FILE))
     write_json(tmp / PROVENANCE_FILE, export_manifest(ckpt_dir, "onnx"))
@@ -87,19 +91,20 @@ def export_onnx(ckpt_dir: Path, out_dir: Path, overwrite: bool = False, int8: bo
             "files": sorted(p.name for p in out_dir.iterdir())}
 
 
-def trace_graph(model, path: Path, kind: str):
-    """Trace the model on a small padded batch; batch and sequence sizes stay dynamic in the graph."""
+def trace_graph(model, path: Path, scheme: LabelScheme | None):
+    """Trace the model on a small padded batch; batch and sequence sizes stay dynamic in the graph.
+    scheme: a classifier's labels (its problem type decides softmax or sigmoid); None for a base."""
     input_ids = torch.full((2, 8), model.config.pad_token_id, dtype=torch.long)
     input_ids[:, :6] = 5 % model.config.vocab_size
     attention_mask = (input_ids != model.config.pad_token_id).long()
-    outputs = ["logits"] if kind == "mlm" else ["logits", "probabilities"]
+    outputs = ["logits"] if scheme is None else ["logits", "probabilities"]
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-            "logits": {0: "batch", 1: "sequence"} if kind == "mlm" else {0: "batch"}, "probabilities": {0: "batch"}}
+            "logits": {0: "batch", 1: "sequence"} if scheme is None else {0: "batch"}, "probabilities": {0: "batch"}}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice; see the module docstring
-        torch.onnx.export(OnnxGraph(model), (input_ids, attention_mask), str(path), input_names=list(axes)[:2],
-                          output_names=outputs, dynamic_axes={k: v for k, v in axes.items() if k in
-                                                              ("input_ids", "attention_mask", *outputs)},
+        torch.onnx.export(OnnxGraph(model, scheme and scheme.problem_type), (input_ids, attention_mask), str(path),
+                          input_names=["input_ids", "attention_mask"], output_names=outputs,
+                          dynamic_axes={name: axes[name] for name in ("input_ids", "attention_mask", *outputs)},
                           opset_version=OPSET, dynamo=False, do_constant_folding=True)
 
 

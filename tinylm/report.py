@@ -12,8 +12,10 @@ from pathlib import Path
 from tinylm.files import METRICS_FILE, read_json
 from tinylm.data import table_rows
 from tinylm.errors import TinyLMError
+from tinylm.labels import MULTI_LABEL
 
-NUMBER_KEYS = ("step", "loss", "lr", "epoch", "epoch_fraction", "val_accuracy", "val_macro_f1", "val_loss")  # the keys plotted; others are ignored
+NUMBER_KEYS = ("step", "loss", "lr", "epoch", "epoch_fraction", "val_accuracy", "val_macro_f1", "val_loss",
+               "val_micro_f1", "val_subset_accuracy")  # the keys plotted; others are ignored
 DPI = 120
 
 
@@ -42,6 +44,12 @@ def read_eval_report(path: Path) -> dict:
 
 
 def check_eval_report(report: dict, path: Path) -> dict:
+    if report.get("problem_type") == MULTI_LABEL:  # no confusion matrix: a bar per label's F1 is drawn instead
+        per_class = report.get("per_class")
+        if not isinstance(per_class, dict) or not per_class or not all(
+                isinstance(c, dict) and isinstance(c.get("f1"), (int, float)) for c in per_class.values()):
+            raise TinyLMError(f"{path}: a multi-label report needs 'per_class' with an 'f1' per label")
+        return report
     labels, confusion = report.get("labels"), report.get("confusion")
     if report.get("kind") == "mlm" or confusion is None:
         raise TinyLMError(f"{path} is not a classifier evaluation report (no confusion matrix); write one with "
@@ -65,10 +73,11 @@ def found_eval_reports(run_dir: Path) -> list[tuple[Path, dict]]:
     return reports
 
 
-def confusion_name(path: Path) -> str:
-    """eval.json -> confusion.png, eval_test.json -> confusion_test.png, other.json -> confusion_other.png."""
+def confusion_name(path: Path, kind: str = "confusion") -> str:
+    """eval.json -> confusion.png, eval_test.json -> confusion_test.png, other.json -> confusion_other.png (kind
+    "label_f1" for multi-label reports: label_f1.png, ...)."""
     stem = path.stem
-    return "confusion" + (stem[len("eval"):] if stem.startswith("eval") else f"_{stem}") + ".png"
+    return kind + (stem[len("eval"):] if stem.startswith("eval") else f"_{stem}") + ".png"
 
 
 def figure_class():
@@ -89,7 +98,7 @@ def draw_report(run_dir: Path, eval_files: list[Path] | None = None, out_dir: Pa
     metrics_path = run_dir / METRICS_FILE
     records = read_metrics(metrics_path)
     steps = [r for r in records if "step" in r and "loss" in r]
-    epochs = [r for r in records if "epoch" in r and "val_accuracy" in r]
+    epochs = [r for r in records if "epoch" in r and ("val_accuracy" in r or "val_micro_f1" in r)]
     if not steps and not epochs:
         raise TinyLMError(f"{metrics_path} has no training records (step and loss) nor validation records "
                           "(epoch and val_accuracy) to draw")
@@ -103,7 +112,11 @@ def draw_report(run_dir: Path, eval_files: list[Path] | None = None, out_dir: Pa
         drawings.append((out_dir / "loss.png", draw_loss(figure, steps, run_dir.name, held_out)))
     if epochs:
         drawings.append((out_dir / "validation.png", draw_validation(figure, epochs, run_dir.name)))
-    drawings += [(out_dir / confusion_name(p), draw_confusion(figure, report, p.name)) for p, report in reports]
+    for p, report in reports:
+        if report.get("problem_type") == MULTI_LABEL:
+            drawings.append((out_dir / confusion_name(p, "label_f1"), draw_label_f1(figure, report, p.name)))
+        else:
+            drawings.append((out_dir / confusion_name(p), draw_confusion(figure, report, p.name)))
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for path, fig in drawings:
@@ -153,17 +166,34 @@ def draw_validation(figure, records: list[dict], title: str):
     def epochs_done(r):  # a budget's last, partial epoch sits at its fraction
         return r["epoch"] - 1 + r.get("epoch_fraction", 1.0)
 
-    ax.plot([epochs_done(r) for r in records], [r["val_accuracy"] for r in records], marker="o", label="accuracy")
+    key, name = ("val_micro_f1", "micro-F1") if "val_micro_f1" in records[0] else ("val_accuracy", "accuracy")
+    ax.plot([epochs_done(r) for r in records], [r[key] for r in records], marker="o", label=name)
     f1 = [r for r in records if "val_macro_f1" in r]
     if f1:
         ax.plot([epochs_done(r) for r in f1], [r["val_macro_f1"] for r in f1], marker="s", label="macro-F1")
-    best = max(records, key=lambda r: r["val_accuracy"])
-    ax.annotate(f"best {best['val_accuracy']:.3f}", (epochs_done(best), best["val_accuracy"]), textcoords="offset points",
+    best = max(records, key=lambda r: r[key])
+    ax.annotate(f"best {best[key]:.3f}", (epochs_done(best), best[key]), textcoords="offset points",
                 xytext=(0, 8), ha="center")
-    ax.set(xlabel="epoch", ylabel="validation", ylim=(0, 1.1), title=f"{title}: validation accuracy and macro-F1")
+    ax.set(xlabel="epoch", ylabel="validation", ylim=(0, 1.1), title=f"{title}: validation {name} and macro-F1")
     ax.xaxis.set_major_locator(MaxNLocator(integer=all("epoch_fraction" not in r for r in records)))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
+    return fig
+
+
+def draw_label_f1(figure, report: dict, title: str):
+    """A multi-label report: each label's F1 as a bar, labels by support (most frequent at the top)."""
+    rows = sorted(report["per_class"].items(), key=lambda item: -item[1].get("support", 0))
+    fig = figure(figsize=(7, max(3.0, 0.18 * len(rows) + 1.5)), layout="constrained")
+    ax = fig.subplots()
+    ax.barh(range(len(rows)), [c["f1"] for _, c in rows], color="tab:blue")
+    size = max(5, min(10, 400 / len(rows)))
+    ax.set_yticks(range(len(rows)), [f"{label} ({c.get('support', 0)})" for label, c in rows], fontsize=size)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1), xlabel="F1 (support in brackets)")
+    figures = [f"{name} {report[key]:.3f}" for key, name in (("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"))
+               if isinstance(report.get(key), (int, float)) and math.isfinite(report[key])]
+    ax.set_title(f"{title}: " + ", ".join(figures + [f"n {report.get('n', '?')}"]))
     return fig
 
 

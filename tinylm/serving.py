@@ -42,6 +42,9 @@ class OnnxClassifier:
         self.tokenizer = load_tokenizer(folder)
         self.session = inference_session(folder / ONNX_FILE, threads)
         self.labels = [settings["id2label"][str(i)] for i in range(len(settings["id2label"]))]
+        # what labels.LabelScheme.from_meta reads: the same fields as a checkpoint's config.json
+        self.meta = {"id2label": dict(enumerate(self.labels)),
+                     **{k: settings[k] for k in ("problem_type", "thresholds", "label_separator") if k in settings}}
         self.seq_len = int(settings["seq_len"])
         self.long_docs = settings.get("long_docs", LongDocs.truncate.value)
         self.scrub_kinds = tuple(settings.get("scrub_pii") or ())
@@ -49,7 +52,8 @@ class OnnxClassifier:
         self.precision = settings.get("precision", "fp32")
 
     def probabilities(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """(N, num_labels) float32 class probabilities, in input order."""
+        """(N, num_labels) float32 probabilities (softmax, or a sigmoid per label for multi-label), in input
+        order."""
         sequences, owners = encode_for_classification(self.tokenizer, texts, self.seq_len, self.long_docs)
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
         probs = np.empty((len(sequences), len(self.labels)), dtype=np.float32)
