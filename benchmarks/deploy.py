@@ -132,7 +132,7 @@ def int8_accuracy(work: Path, texts: list[str], labels: list[str], batch_size: i
         start = time.perf_counter()
         predicted = classifier.probabilities(texts, batch_size).argmax(-1)
         seconds = time.perf_counter() - start
-        accuracy = np.mean([classifier.labels[p] == label for p, label in zip(predicted, labels)])
+        accuracy = np.mean([classifier.scheme.labels[p] == label for p, label in zip(predicted, labels)])
         print(f"{side:34} accuracy {accuracy:.4f}  ({len(texts) / seconds:.0f} docs/s)", flush=True)
 
 
