@@ -295,6 +295,15 @@ def encode_windows(tokenizer: Tokenizer, texts: list[str], seq_len: int,
     return windows, owners
 
 
+def mean_over_windows(probs: np.ndarray, owners: list[int], n_documents: int) -> np.ndarray:
+    """(windows, labels) probabilities -> (documents, labels): the mean over each document's windows."""
+    index = np.asarray(owners)
+    counts = np.maximum(np.bincount(index, minlength=n_documents), 1)[:, None].astype(probs.dtype)
+    summed = np.zeros((n_documents, probs.shape[1]), dtype=probs.dtype)
+    np.add.at(summed, index, probs)
+    return summed / counts
+
+
 def encode_for_classification(tokenizer: Tokenizer, texts: list[str], seq_len: int,
                               long_docs: str = "truncate") -> tuple[list[list[int]], list[int]]:
     """(sequences, owner document of each): one truncated sequence per document, or its windows."""

@@ -19,7 +19,7 @@ from tokenizers import Tokenizer
 from tinylm.checkpoint import load_checkpoint, read_config
 from tinylm.devices import autocast, resolve_device, resolve_precision
 from tinylm.config import LongDocs
-from tinylm.data import encode_for_classification, pack_documents, pad_batch, read_records, read_texts
+from tinylm.data import encode_for_classification, mean_over_windows, pack_documents, pad_batch, read_records, read_texts
 from tinylm.errors import TinyLMError
 from tinylm.labels import (MULTI_LABEL, SEPARATOR, SINGLE_LABEL, LabelScheme, multi_hot, multi_label_decisions,
                            probabilities, single_label_decisions, split_labels)
@@ -56,10 +56,8 @@ def predict_proba(model, tokenizer: Tokenizer, texts: list[str], seq_len: int, b
         with torch.inference_mode(), autocast(precision, device):
             logits = model(input_ids.to(device), attention_mask.to(device))
             probs[chunk] = probabilities(logits, getattr(model, "problem_type", SINGLE_LABEL)).cpu()
-    if long_docs == "windows":  # the mean over each document's windows
-        index = torch.tensor(owners)
-        counts = torch.bincount(index, minlength=len(texts)).clamp(min=1).unsqueeze(1)
-        probs = torch.zeros(len(texts), model.num_labels).index_add_(0, index, probs) / counts
+    if long_docs == "windows":
+        probs = torch.from_numpy(mean_over_windows(probs.numpy(), owners, len(texts)))
     return probs
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tinylm.config import LongDocs
-from tinylm.data import encode_for_classification, pad_sequences
+from tinylm.data import encode_for_classification, mean_over_windows, pad_sequences
 from tinylm.errors import TinyLMError
 from tinylm.files import CONFIG_FILE, ONNX_FILE, ONNX_SETTINGS, TOKENIZER_FILE, read_json
 from tinylm.tokenizer import load_tokenizer
@@ -62,12 +62,8 @@ class OnnxClassifier:
             input_ids, attention_mask = pad_sequences([sequences[i] for i in chunk], self.pad_id)
             probs[chunk] = self.session.run(["probabilities"], {"input_ids": input_ids,
                                                                  "attention_mask": attention_mask})[0]
-        if self.long_docs == LongDocs.windows.value:  # the mean over each document's windows, as predict_proba
-            index = np.asarray(owners)
-            counts = np.maximum(np.bincount(index, minlength=len(texts)), 1)[:, None]
-            summed = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-            np.add.at(summed, index, probs)
-            probs = summed / counts
+        if self.long_docs == LongDocs.windows.value:
+            probs = mean_over_windows(probs, owners, len(texts))
         return probs
 
 
