@@ -5,12 +5,15 @@ tinylm without pretraining, and TF-IDF + logistic regression, on the same splits
     python benchmarks/quality.py --datasets trec --pretrain-minutes 1 --finetune-minutes 1
     python benchmarks/quality.py --datasets sst2 --seeds 3               # 3 fine-tuning runs per column
     python benchmarks/quality.py --datasets agnews --labelled 1000       # few labels, all texts pretrained on
+    python benchmarks/quality.py --datasets agnews --labelled 100 --columns unlabelled,tinylm --finetune-minutes 10
 
 For each data set in ../shared/datasets the tinylm CLI runs exactly as a user would: `tokenize` and `pretrain
 --max-minutes P` on the train texts (labels unused), `finetune --max-minutes F`, `eval` on the test file. The
 no-pretraining column fine-tunes the same model from random weights with the same budget. `--labelled N` keeps
 the labels of a stratified sample of N train documents only (fine-tuning and TF-IDF see those; pretraining still
-reads every train text): the setting of a company with many documents and few of them labelled. TF-IDF (word
+reads every train text): the setting of a company with many documents and few of them labelled. The unlabelled
+column (`--columns`) fine-tunes with `--unlabelled` on every train text, as a company would give it its documents.
+TF-IDF (word
 1-2-grams + char 2-5-grams) + logistic regression (C=10) needs scikit-learn (`pip install 'tinylm[bench]'`).
 """
 
@@ -35,6 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "datasets"
 SPLITS = {"sst2": ("train.csv", "dev.csv"), "trec": ("train.csv", "test.csv"), "agnews": ("train.csv", "test.csv"),
           "midd_invoices": ("train.csv", "test.csv"), "reuters_modapte": ("train.csv", "test.csv")}
+# The fine-tuned columns: the base they start from (a folder of the data set's) and their extra flags
+COLUMNS = {"tinylm": ("base", []), "unlabelled": ("base", ["--unlabelled", "TRAIN"]),
+           "no_pretraining": ("random", [])}
 # Multi-label data sets and their fine-tuning flags: the stories are long, so they are read in windows.
 MULTI_LABEL = {"reuters_modapte": ["--multi-label", "--long-docs", "windows"]}
 
@@ -188,18 +194,23 @@ def run_dataset(name: str, args, work: Path, env: dict) -> dict:
                "--max-minutes", args.pretrain_minutes, "--overwrite", "-q", env=env)
     random_base(folder / "base", folder / "random")
     result = {"dataset": name, "labelled": len(read_csv(labelled)[1])}
-    for column, base in (("tinylm", folder / "base"), ("no_pretraining", folder / "random")):
+    for column in args.columns.split(","):
+        base, extra = COLUMNS[column]
+        base = folder / base
         runs = []
         for seed in range(args.seeds):  # fine-tuning seeds: the same base, another split, order and dropout
             out = folder / f"clf-{column}" if seed == 0 else folder / f"clf-{column}-seed{seed}"
+            clock = time.perf_counter()
             tinylm("finetune", labelled, "--base", base, "--out", out, "--max-minutes", args.finetune_minutes,
-                   "--epochs", args.max_epochs, "--seed", seed, "--overwrite", "-q",
-                   *MULTI_LABEL.get(name, []), *args.finetune_flags.split(), env=env)
+                   "--epochs", args.max_epochs, "--seed", seed, "--overwrite", "-q", *MULTI_LABEL.get(name, []),
+                   *args.finetune_flags.split(), *(train if a == "TRAIN" else a for a in extra), env=env)
+            minutes = (time.perf_counter() - clock) / 60
             report = json.loads(tinylm("eval", out, test, "--json", env=env))
             best = json.loads((out / "training_args.json").read_text())["best"]
             figures = ("micro_f1", "macro_f1", "subset_accuracy") if multi_label else ("accuracy", "macro_f1")
             runs.append({**{key: report[key] for key in figures}, "best_epoch": best["epoch"],
-                         "epochs": epochs_run(out), "steps": best_steps(out)})
+                         "best_round": best.get("round"), "epochs": epochs_run(out), "steps": best_steps(out),
+                         "minutes": minutes})
         result[column] = {**{key: mean(r[key] for r in runs) for key in figures},
                           **({"runs": runs} if len(runs) > 1 else runs[0])}
         if multi_label and column == "tinylm":
@@ -256,6 +267,8 @@ def main(argv=None):
                         "documents (fine-tuning and TF-IDF); pretraining still reads every train text")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench-quality")
     parser.add_argument("--no-tfidf", action="store_true")
+    parser.add_argument("--columns", default="tinylm,no_pretraining", help="the fine-tuned columns, of "
+                        f"{', '.join(COLUMNS)} (unlabelled: `finetune --unlabelled` on the train texts)")
     parser.add_argument("--reuse-base", action="store_true", help="keep a data set's tokenizer and base from an earlier "
                         "run in --workdir (pretrained with these settings), instead of pretraining again")
     parser.add_argument("--finetune-flags", default="", help="more `tinylm finetune` flags, e.g. '--seq-len 128'")
@@ -268,15 +281,20 @@ def main(argv=None):
           "accuracy)"
           + (f"; labels of {args.labelled:,} train documents" if args.labelled else ""), flush=True)
     width = 15 if args.seeds == 1 else 29
-    print(f"{'data set':14} {'tinylm':>{width}} {'no pretraining':>{width}} {'TF-IDF + LR':>15}", flush=True)
+    columns = args.columns.split(",")
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown:
+        sys.exit(f"unknown column {unknown[0]!r}; choose from {', '.join(COLUMNS)}")
+    print(f"{'data set':14} " + " ".join(f"{c.replace('_', ' '):>{width}}" for c in columns) + f" {'TF-IDF + LR':>15}",
+          flush=True)
     for name in args.datasets.split(","):
         if name not in SPLITS:
             sys.exit(f"unknown data set {name!r}; choose from {', '.join(SPLITS)}")
         result = run_dataset(name, args, args.workdir, env)
         results.append(result)
         facts = result["pretraining"]
-        print(f"{name:14} {cell(result['tinylm']):>{width}} {cell(result['no_pretraining']):>{width}} "
-              f"{cell(result['tfidf']):>15}   (pretraining {facts['steps']:,} steps, {facts['tokens']:,} tokens, "
+        print(f"{name:14} " + " ".join(f"{cell(result[c]):>{width}}" for c in columns) +
+              f" {cell(result['tfidf']):>15}   (pretraining {facts['steps']:,} steps, {facts['tokens']:,} tokens, "
               f"MLM loss {facts['final_loss']:.2f}, held out {facts['held_out_loss'] or float('nan'):.2f}; "
               f"{result['seconds'] / 60:.0f} min)", flush=True)
         if "threshold_rules" in result:
@@ -284,7 +302,7 @@ def main(argv=None):
             print(f"{'':14} thresholds on {rules['n_validation']} validation documents (chosen on one half, scored on "
                   "the other): " + ", ".join(f"{rule} micro-F1 {rules[rule]['micro_f1']:.3f} macro-F1 "
                                              f"{rules[rule]['macro_f1']:.3f}" for rule in ("global", "per-label")) +
-                  f"; fine-tuning steps {result['tinylm']['steps']:,} / {result['no_pretraining']['steps']:,}",
+                  "; fine-tuning steps " + " / ".join(f"{result[c]['steps']:,}" for c in columns),
                   flush=True)
         if args.json:  # after every data set, so that a long run's finished part is kept
             args.json.write_text(json.dumps(results, indent=2))

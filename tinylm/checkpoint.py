@@ -22,11 +22,11 @@ from tinylm.config import BertConfig, from_dict
 from tinylm.errors import TinyLMError
 from tinylm.labels import PROBLEM_TYPES, SEPARATOR, SINGLE_LABEL
 from tinylm.files import (ARGS_FILE, CHECKPOINTS, CONFIG_FILE, METRICS_FILE, PROVENANCE_FILE, RUN_CONFIG,
-                          TOKENIZER_FILE, WEIGHTS_FILE, read_json, write_json)
+                          SELF_TRAINING_FILE, TOKENIZER_FILE, WEIGHTS_FILE, read_json, write_json)
 from tinylm.model import POOLINGS, BertForMaskedLM, BertForSequenceClassification
 from tinylm.tokenizer import load_tokenizer
 
-CARRIED = (METRICS_FILE, CHECKPOINTS, RUN_CONFIG)  # kept across saves of a model folder
+CARRIED = (METRICS_FILE, CHECKPOINTS, RUN_CONFIG, SELF_TRAINING_FILE)  # kept across saves of a model folder
 KINDS = {"mlm": "BertForMaskedLM", "classifier": "BertForSequenceClassification"}
 # safetensors refuses tensors that share memory; these are tied to another key and re-tied on load.
 TIED_KEYS = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")

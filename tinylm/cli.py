@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tinylm.config import (PRESETS, ClassWeights, Device, EmbeddingInit, ExportFormat, FinetuneConfig, LongDocs,
-                           OnNan, Pooling, Precision, PretrainConfig, RunOptions, StageConfig, Thresholds, TrainArgs,
-                           flag, resolve_finetune, resolve_pretrain, to_toml)
+                           OnNan, Pooling, Precision, PretrainConfig, RunOptions, SELF_TRAINING_ROUNDS, StageConfig,
+                           Thresholds, TrainArgs, flag, resolve_finetune, resolve_pretrain, to_toml)
 from tinylm.data import FORMATS_HELP
 from tinylm.distributed import rank
 from tinylm.errors import Interrupted, TinyLMError
@@ -266,6 +266,12 @@ def finetune(
     base: Annotated[Path, typer.Option(help="Base checkpoint folder from `tinylm pretrain`.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the classifier checkpoint.")],
     val: Annotated[Optional[Path], typer.Option(help="Validation file; default: a stratified split of TRAIN.")] = None,
+    unlabelled: Annotated[Optional[list[Path]], typer.Option(
+        help="Unlabelled documents to learn from too (any DATA format; repeat the flag for several): self-training "
+             "rounds with pseudo-labels, keeping what validation prefers (docs/finetuning.md#unlabelled-documents).",
+        show_default=False)] = None,
+    rounds: Annotated[int, typer.Option(help="With --unlabelled: self-training rounds after the plain fine-tune.")]
+    = SELF_TRAINING_ROUNDS,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with a \\[train] table.")] = None,
     print_config: PrintConfig = False,
     *, flags: dict, run: RunOptions,
@@ -276,18 +282,23 @@ def finetune(
     --long-docs windows.
     """
     from tinylm.finetune import finetune as finetune_classifier
+    from tinylm.self_training import SelfTraining
 
     cfg = resolve_finetune(config, flags)
     if print_config:
         print(to_toml({"train": cfg}), end="")
         return
-    best = finetune_classifier(train_data, base, out_dir, cfg, val, run)["best"]
+    if rounds != SELF_TRAINING_ROUNDS and not unlabelled:
+        raise TinyLMError("--rounds is for self-training: add --unlabelled DATA")
+    self_training = SelfTraining(list(unlabelled), rounds) if unlabelled else None
+    best = finetune_classifier(train_data, base, out_dir, cfg, val, run, self_training)["best"]
     if rank() == 0 and cfg.multi_label:
         out.print(f"best validation micro-F1 {best['val_micro_f1']:.4f} (macro-F1 {best['val_macro_f1']:.4f}, subset "
                   f"accuracy {best['val_subset_accuracy']:.4f}) at epoch {best['epoch']} (step {best['step']:,}) -> {out_dir}")
     elif rank() == 0:
+        where = f"round {best['round']}, " if "round" in best else ""
         out.print(f"best validation accuracy {best['val_accuracy']:.4f} (macro-F1 {best['val_macro_f1']:.4f}) "
-                  f"at epoch {best['epoch']} (step {best['step']:,}) -> {out_dir}")
+                  f"at {where}epoch {best['epoch']} (step {best['step']:,}) -> {out_dir}")
 
 
 @app.command("eval")

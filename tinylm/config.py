@@ -436,6 +436,7 @@ def preset_model(**sizes) -> BertConfig:
 
 
 DEFAULT_PRESET = "small"
+SELF_TRAINING_ROUNDS = 2  # `finetune --unlabelled`: student rounds after the plain fine-tune (see self_training.py)
 PRESETS: dict[str, Preset] = {
     # For tests and the demo: trains in seconds to minutes on a 2-core CPU.
     "tiny": Preset(

@@ -16,6 +16,7 @@ METRICS_FILE = "metrics.jsonl"  # one JSON object per logged step or validation
 PROVENANCE_FILE = "provenance.json"  # what the folder was built from (see provenance.py)
 RUN_CONFIG = "config.toml"  # the run's effective configuration: `--config` reads it back to repeat the run
 CHECKPOINTS = "checkpoints"  # resumable training state, see state.py
+SELF_TRAINING_FILE = "self_training.json"  # a fine-tune with --unlabelled: its rounds (see self_training.py)
 ONNX_FILE = "model.onnx"  # an ONNX export's graph and weights (see onnx_export.py)
 ONNX_SETTINGS = "tinylm_onnx.json"  # what serving an ONNX export needs besides the graph: labels, seq_len, ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,16 +17,19 @@ from tinylm.data import Record, encode_for_classification, pad_batch, read_recor
 from tinylm.devices import console, resolve_precision
 from tinylm.distributed import Layout, World
 from tinylm.errors import TinyLMError
-from tinylm.files import RUN_CONFIG
+from tinylm.files import RUN_CONFIG, SELF_TRAINING_FILE, read_json
 from tinylm.evaluate import classification_report, multi_label_report, predict_proba
 from tinylm.labels import (MULTI_LABEL, SINGLE_LABEL, LabelScheme, balanced_pos_weight, choose_thresholds,
                            multi_hot, multi_label_decisions, multi_label_prior_loss, split_labels)
 from tinylm.model import BertForSequenceClassification
 from tinylm.pii import scrub
 from tinylm.provenance import build_manifest, file_records, now, parent_record, resolve_scrub, scrub_record
+from tinylm.self_training import (TEACHER_SHARE, RoundLog, SelfTraining, class_floors, estimated_accuracy, read_state,
+                                  select_pseudo_labels, selection_digest, write_state)
 from tinylm.state import remove_checkpoints
 from tinylm.tokenizer import PAD
-from tinylm.train import Batch, Plan, batch_identity, derived_seed, describe_batch, prepare_out_dir, train
+from tinylm.train import (Batch, MetricsLog, Plan, batch_identity, derived_seed, describe_batch, prepare_out_dir,
+                          train)
 
 
 def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -129,66 +133,191 @@ def scrub_records(records: list[Record], kinds: tuple[str, ...]) -> dict[str, in
 
 
 def finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfig, val_path: Path | None = None,
-             run: RunOptions | None = None) -> dict:
+             run: RunOptions | None = None, self_training: SelfTraining | None = None) -> dict:
     """Fine-tune the base encoder with a classification head; keep the epoch (or, with val_every, the point
     inside one) with the best validation accuracy (of the weights' moving average, unless cfg.ema_decay is 0).
+    With self_training, unlabelled documents are learnt from too, in rounds (see tinylm.self_training).
 
     A resumable checkpoint is saved at the end of every epoch (and as run.save_every / save_minutes ask).
     Under torchrun, every process runs this with the same arguments (see tinylm.distributed).
     """
     run = run or RunOptions()
     with distributed.session(run.device) as world:
-        return _finetune(train_path, base_dir, out_dir, cfg, val_path, run, world)
+        return _finetune(train_path, base_dir, out_dir, cfg, val_path, run, world, self_training)
 
 
 def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConfig, val_path: Path | None,
-              run: RunOptions, world: World) -> dict:
+              run: RunOptions, world: World, self_training: SelfTraining | None) -> dict:
     started = now()
     base, tokenizer, _ = load_checkpoint(base_dir, expect_kind="mlm")
     scrub_kinds = resolve_scrub(run.scrub_kinds, base_dir, tokenizer)
     cfg = resolve_seq_len(cfg, base.config.max_position_embeddings)
     data = LabelledData.read(train_path, val_path, cfg, run.encoding)
+    pool_counts = read_pool(self_training, data, cfg, run) if self_training else None
     scrub_counts = data.scrub(scrub_kinds) if scrub_kinds else None
-    log = prepare_out_dir(out_dir, run, world)
+    if self_training and scrub_kinds:
+        self_training.texts = [scrub(text, scrub_kinds)[0] for text in self_training.texts]
+    log = prepare_out_dir(out_dir, run, world, unfinished=bool(self_training) and unfinished_rounds(out_dir))
     precision = resolve_precision(run.precision, world.device)
     if world.is_main:
         (Path(out_dir) / RUN_CONFIG).write_text(to_toml({"train": cfg}), encoding="utf-8")
-    model = classifier_from_base(base, cfg, len(data.labels))
-    del base
-    sequences, owners = encode_for_classification(tokenizer, [r.text for r in data.train], cfg.train.seq_len,
-                                                  cfg.long_docs)  # with windows, each window carries its label(s)
-    targets = data.targets(data.train)[owners]
-    balanced = cfg.class_weights == ClassWeights.balanced
-    if cfg.multi_label:
-        weights, pos_weight = None, balanced_pos_weight(targets) if balanced else None
-        prior = multi_label_prior_loss(targets, pos_weight)
-    else:
-        weights, pos_weight = balanced_weights(targets.tolist(), len(data.labels)) if balanced else None, None
-        prior = prior_loss(targets.tolist(), len(data.labels), weights)
-    batches = ClassificationBatches(sequences, targets, cfg.train.batch_size, cfg.train.seed, tokenizer.token_to_id(PAD),
-                                    weights, world.layout(cfg.train.grad_accum), pos_weight)
-    kind = " multi-label" if cfg.multi_label else ""
-    console.print(f"fine-tuning on {len(data.train):,} documents ({len(data.labels)}{kind} labels), validating on "
-                  f"{len(data.val):,}; {cfg.epochs} epochs of {batches.steps_per_epoch} steps, "
-                  f"{describe_batch(cfg.train, world, 'documents')}, {precision} on {world.device.type}")
+    console.print(f"fine-tuning on {len(data.train):,} documents ({len(data.labels)}"
+                  f"{' multi-label' if cfg.multi_label else ''} labels), validating on {len(data.val):,}"
+                  + (f"; learning from {pool_counts['pool']:,} unlabelled documents too, in "
+                     f"{self_training.rounds} self-training rounds" if self_training else "")
+                  + f"; {precision} on {world.device.type}")
     inputs, hashing_s = data.file_records()
+    if self_training:
+        unlabelled, seconds = file_records(self_training.paths)
+        inputs, hashing_s = inputs + [{**r, "role": "unlabelled"} for r in unlabelled], hashing_s + seconds
     args = {"stage": "finetune", "command": run.command, "train_data": str(train_path), "base": str(base_dir),
             "val_data": str(val_path) if val_path else None, "precision": precision, "train": cfg.flat(),
             "processes": world.size, "scrub_pii": list(scrub_kinds or [])}  # predict and eval scrub their input alike
+    if self_training:
+        args["self_training"] = {"unlabelled": [str(p) for p in self_training.paths], "rounds": self_training.rounds,
+                                 **pool_counts}
     manifest = dict(kind="classifier", inputs=inputs, parents=[parent_record(base_dir, "base")],
                     config={**args, "labels": data.labels}, command=run.command, started=started,
                     record_host=run.record_host, scrub=scrub_record(scrub_kinds, scrub_counts), hashing_s=hashing_s)
-    plan = Plan(cfg.epochs * batches.steps_per_epoch, precision, "finetune", batches.steps_per_epoch, cfg.ema_decay,
-                save_at_epoch_end=True)
-    best = BestEpoch(model, tokenizer, data, cfg, world, out_dir, args, manifest, plan)
+    best = BestEpoch(tokenizer, data, cfg, world, out_dir, args, manifest)
     identity = {"inputs": [r["sha256"] for r in inputs], "base": parent_record(base_dir, "base")["sha256"],
-                "train": batch_identity(cfg, world), "precision": precision, "labels": data.labels}
-    summary = train(model, batches, cfg.train, plan, log, run, world, Path(out_dir), identity,
-                    on_validate=best.validate, stage_state=best.best)
+                "train": batch_identity(cfg, world), "precision": precision, "labels": data.labels,
+                **({"rounds": self_training.rounds} if self_training else {})}
+    rounds = Rounds(base, tokenizer, data, cfg, world, run, out_dir, log, precision, best, identity)
+    if self_training:
+        summary, prior = self_train(rounds, self_training)
+    else:
+        summary, prior = rounds.fit(data.train, cfg.train.max_minutes)
     if world.is_main:  # the run is complete: its best model is the hand-off
         remove_checkpoints(out_dir)
     warn_if_nothing_learnt(summary, prior, cfg)
     return {**summary, "best": best.best, "prior_loss": prior}
+
+
+class Rounds:
+    """What every round of a fine-tuning run shares (plain fine-tuning is one round): fit() trains a fresh
+    classifier from the base on some documents, validating as it goes; `best` keeps the best point of all rounds."""
+
+    def __init__(self, base, tokenizer, data: LabelledData, cfg: FinetuneConfig, world: World, run: RunOptions,
+                 out_dir: Path, log: MetricsLog, precision: str, best: "BestEpoch", identity: dict):
+        self.base, self.tokenizer, self.data, self.cfg, self.world, self.run = base, tokenizer, data, cfg, world, run
+        self.out_dir, self.log, self.precision, self.best, self.identity = out_dir, log, precision, best, identity
+
+    def fit(self, records: list[Record], minutes: float | None, round_: int | None = None) -> tuple[dict, float]:
+        """(the loop's summary, the prior loss: what a classifier ignoring the text scores)."""
+        cfg, data = self.cfg, self.data
+        model = classifier_from_base(self.base, cfg, len(data.labels))
+        sequences, owners = encode_for_classification(self.tokenizer, [r.text for r in records], cfg.train.seq_len,
+                                                      cfg.long_docs)  # with windows, each window carries its label(s)
+        targets = data.targets(records)[owners]
+        balanced = cfg.class_weights == ClassWeights.balanced
+        if cfg.multi_label:
+            weights, pos_weight = None, balanced_pos_weight(targets) if balanced else None
+            prior = multi_label_prior_loss(targets, pos_weight)
+        else:
+            weights, pos_weight = balanced_weights(targets.tolist(), len(data.labels)) if balanced else None, None
+            prior = prior_loss(targets.tolist(), len(data.labels), weights)
+        batches = ClassificationBatches(sequences, targets, cfg.train.batch_size, cfg.train.seed,
+                                        self.tokenizer.token_to_id(PAD), weights,
+                                        self.world.layout(cfg.train.grad_accum), pos_weight)
+        what = "finetune" if round_ is None else f"round {round_}"
+        console.print(f"{what}: {len(records):,} documents, {cfg.epochs} epochs of {batches.steps_per_epoch} steps, "
+                      f"{describe_batch(cfg.train, self.world, 'documents')}"
+                      + (f", at most {minutes:.1f} min" if minutes else ""))
+        plan = Plan(cfg.epochs * batches.steps_per_epoch, self.precision, what, batches.steps_per_epoch,
+                    cfg.ema_decay, save_at_epoch_end=True)
+        self.best.start_round(model, plan, round_)
+        identity = self.identity if round_ is None else {**self.identity, "round": round_}
+        log = self.log if round_ is None else RoundLog(self.log, round_)
+        summary = train(model, batches, replace(cfg.train, max_minutes=minutes), plan, log, self.run, self.world,
+                        Path(self.out_dir), identity, on_validate=self.best.validate, stage_state=self.best.best)
+        return summary, prior
+
+    def best_model(self):
+        """The best classifier so far, as saved (rank 0 saves it; the others wait for it)."""
+        self.world.barrier()
+        return load_checkpoint(self.out_dir, expect_kind="classifier")[0]
+
+    def probabilities(self, model, texts: list[str]) -> np.ndarray:
+        return predict_proba(model, self.tokenizer, texts, self.cfg.train.seq_len, device=self.world.device,
+                             long_docs=self.cfg.long_docs).numpy()
+
+
+def read_pool(self_training: SelfTraining, data: "LabelledData", cfg: FinetuneConfig, run: RunOptions) -> dict:
+    if cfg.multi_label:
+        raise TinyLMError("--unlabelled works with single-label classification; it cannot be used with --multi-label")
+    return self_training.read_pool([*data.train, *data.val], cfg.train.text_column, run.encoding)
+
+
+def unfinished_rounds(out_dir: Path) -> bool:
+    state = read_json(Path(out_dir) / SELF_TRAINING_FILE, default={})
+    return bool(state) and not state.get("finished")
+
+
+def self_train(rounds: Rounds, self_training: SelfTraining) -> tuple[dict, float]:
+    """Round 0, then the student rounds (see tinylm.self_training); a resumed run skips the rounds it finished
+    and continues the one it was in, with the pseudo-labels it had chosen."""
+    data, world, out_dir, best = rounds.data, rounds.world, Path(rounds.out_dir), rounds.best
+    total = 60 * rounds.cfg.train.max_minutes if rounds.cfg.train.max_minutes else None
+    state = read_state(out_dir, rounds.identity) if rounds.run.resume else None
+    state = state or {"identity": rounds.identity, "rounds": [], "current": None, "finished": False}
+    if state["rounds"]:
+        best.best.update(state["rounds"][-1]["best_after"])
+    val_targets = data.targets(data.val)
+    shares = np.bincount(data.targets(data.train), minlength=len(data.labels)) / len(data.train)
+
+    def finish_round(record: dict, summary: dict):
+        if world.is_main:
+            remove_checkpoints(out_dir)  # before the state says the round is done: a resume must not find them
+            state["rounds"].append({**record, "best_after": dict(best.best), "train_s": summary["elapsed_s"]})
+            state["current"] = None
+            write_state(out_dir, state)
+
+    if not state["rounds"]:
+        summary, prior = rounds.fit(data.train, total and total * TEACHER_SHARE / 60, round_=0)
+        finish_round({"round": 0, "documents": len(data.train), "pseudo_labels": 0}, summary)
+    for round_ in range(len(state["rounds"]), self_training.rounds + 1):
+        current = state["current"]
+        if current is None or current["round"] != round_:
+            current = choose_pseudo_labels(rounds, self_training, round_, shares, val_targets, state, total)
+            state["current"] = current
+            if world.is_main:
+                write_state(out_dir, state)
+        pseudo = [Record(self_training.texts[i], data.labels[label])
+                  for i, label in zip(current["documents"], current["labels"])]
+        summary, prior = rounds.fit(data.train + pseudo, current["minutes"], round_=round_)
+        finish_round(current["record"], summary)
+    if world.is_main:
+        state["finished"] = True
+        write_state(out_dir, state)
+    return summary, prior
+
+
+def choose_pseudo_labels(rounds: Rounds, self_training: SelfTraining, round_: int, shares: np.ndarray,
+                         val_targets: np.ndarray, state: dict, total: float | None) -> dict:
+    """The round's pseudo-labels, from the best classifier so far, and the record of how they were chosen."""
+    start = time.perf_counter()
+    teacher = rounds.best_model()
+    probs = rounds.probabilities(teacher, self_training.texts)
+    documents, labels = select_pseudo_labels(probs, shares, self_training.share(round_))
+    floors = class_floors(probs, documents)
+    estimate = estimated_accuracy(rounds.probabilities(teacher, [r.text for r in rounds.data.val]), val_targets, floors)
+    predict_s = time.perf_counter() - start
+    record = {"round": round_, "teacher_val": dict(rounds.best.best),
+              "share": self_training.share(round_), "pseudo_labels": int(len(documents)),
+              "per_label": {rounds.data.labels[c]: int((labels == c).sum()) for c in range(len(rounds.data.labels))},
+              "lowest_confidence": {rounds.data.labels[c]: float(f) for c, f in enumerate(floors) if np.isfinite(f)},
+              **estimate, "documents": len(rounds.data.train) + int(len(documents)), "predict_s": predict_s}
+    console.print(f"round {round_}: {len(documents):,} pseudo-labels (the most confident {record['share']:.0%} of "
+                  f"{len(self_training.texts):,}); the teacher is right on "
+                  + (f"{estimate['val_accuracy_as_confident']:.1%}" if estimate["val_documents_as_confident"] else "-")
+                  + f" of the {estimate['val_documents_as_confident']} validation documents it is as sure of")
+    minutes = None
+    if total:
+        spent = sum(r.get("train_s", 0) + r.get("predict_s", 0) for r in state["rounds"]) + predict_s
+        minutes = max(0.05, (total - spent) / (self_training.rounds - round_ + 1)) / 60
+    return {"round": round_, "documents": documents.tolist(), "labels": labels.tolist(),
+            "digest": selection_digest(documents, labels), "minutes": minutes, "record": record}
 
 
 def resolve_seq_len(cfg: FinetuneConfig, limit: int) -> FinetuneConfig:
@@ -283,16 +412,26 @@ def warn_if_label_sets(records: list[Record], labels: list[str]):
 
 class BestEpoch:
     """on_validate for train(): scores the validation documents (rank 0, known to all) and keeps the best point
-    so far as the classifier checkpoint."""
+    so far, of every round, as the classifier checkpoint."""
 
-    def __init__(self, model, tokenizer, data: LabelledData, cfg: FinetuneConfig, world: World, out_dir: Path,
-                 args: dict, manifest: dict, plan: Plan):
-        self.model, self.tokenizer, self.data, self.cfg, self.world = model, tokenizer, data, cfg, world
-        self.out_dir, self.args, self.manifest, self.plan = out_dir, args, manifest, plan
+    def __init__(self, tokenizer, data: LabelledData, cfg: FinetuneConfig, world: World, out_dir: Path, args: dict,
+                 manifest: dict):
+        self.tokenizer, self.data, self.cfg, self.world = tokenizer, data, cfg, world
+        self.out_dir, self.args, self.manifest = out_dir, args, manifest
         # the figure that picks the kept point: accuracy, or multi-label micro-F1 (with the thresholds chosen for it)
         self.key = "val_micro_f1" if cfg.multi_label else "val_accuracy"
         self.best = {self.key: -1.0}  # the loop saves and restores it with the resumable state
         self.scheme = LabelScheme(data.labels)
+        self.model, self.plan, self.round = None, None, None
+
+    def start_round(self, model, plan: Plan, round_: int | None):
+        """The model the next validations score, and its run's plan (round None: plain fine-tuning).
+
+        In a self-training student's round (1 and on), a point that equals the best so far on validation replaces
+        it, not only a better one: a few hundred labelled documents leave a few dozen validation documents, so
+        ties are common, and a student that has learnt from the pool as well is not worse there. The kept point is
+        then the last of the ties, the longest trained."""
+        self.model, self.plan, self.round = model, plan, round_
 
     def score(self) -> dict:
         if self.cfg.multi_label:
@@ -323,7 +462,8 @@ class BestEpoch:
 
     def validate(self, epoch: int, step: int) -> dict:
         figures = self.score()
-        improved = figures[self.key] > self.best[self.key]
+        kept = self.best[self.key]  # a student's round lets a tie replace it (see start_round)
+        improved = figures[self.key] > kept or (bool(self.round) and figures[self.key] == kept)
         steps_per_epoch = self.plan.steps_per_epoch
         done = step - (epoch - 1) * steps_per_epoch
         part = "" if done == steps_per_epoch else f" ({done} of its {steps_per_epoch} steps" + (
@@ -331,9 +471,10 @@ class BestEpoch:
         shown = (f"val micro-F1 {figures['val_micro_f1']:.4f}  macro-F1 {figures['val_macro_f1']:.4f}  subset accuracy "
                  f"{figures['val_subset_accuracy']:.4f}" if self.cfg.multi_label else
                  f"val accuracy {figures['val_accuracy']:.4f}  macro-F1 {figures['val_macro_f1']:.4f}")
-        console.print(f"epoch {epoch}{part}: {shown}" + ("  [green]best, saved[/]" if improved else ""))
+        where = "" if self.round is None else f"round {self.round}, "
+        console.print(f"{where}epoch {epoch}{part}: {shown}" + ("  [green]best, saved[/]" if improved else ""))
         if improved:
-            self.best.update(figures, epoch=epoch, step=step)
+            self.best.update(figures, epoch=epoch, step=step, **({} if self.round is None else {"round": self.round}))
             if self.world.is_main:
                 save_checkpoint(self.out_dir, self.model, self.tokenizer, {**self.args, "best": dict(self.best)},
                                 dict(enumerate(self.data.labels)), provenance=build_manifest(**self.manifest),

@@ -443,8 +443,10 @@ def training_step(model, optimizer, batches: list[Batch], lr: float, grad_clip: 
     raise NonFinite(f"the loss became {value}" if not math.isfinite(value) else f"the gradient norm became {norm.item()}")
 
 
-def prepare_out_dir(out_dir: Path, run: RunOptions, world: World | None = None) -> MetricsLog:
+def prepare_out_dir(out_dir: Path, run: RunOptions, world: World | None = None, unfinished: bool = False) -> MetricsLog:
     """The run folder: refused when it holds something, unless --overwrite (replace) or --resume (continue).
+    unfinished: the stage knows the run in it is not done, though no checkpoint is left (between the rounds of
+    self-training).
 
     With several processes, rank 0 prepares it (and logs) while the others wait.
     """
@@ -452,14 +454,14 @@ def prepare_out_dir(out_dir: Path, run: RunOptions, world: World | None = None) 
         if not world.is_main:
             world.barrier()
             return NullLog()
-        log = prepare_out_dir(out_dir, run)
+        log = prepare_out_dir(out_dir, run, unfinished=unfinished)
         world.barrier()
         return log
     out_dir = Path(out_dir)
     check_out_dir(out_dir, run.overwrite or run.resume, flag="--out ")
     if run.overwrite:
         remove_checkpoints(out_dir)  # an old run's checkpoints must not be resumed
-    if run.resume and latest_checkpoint(out_dir) is None:
+    if run.resume and latest_checkpoint(out_dir) is None and not unfinished:
         if (out_dir / WEIGHTS_FILE).is_file():
             raise TinyLMError(f"--resume: {out_dir} has no checkpoint to resume from (the run finished, or stopped "
                               "before its first checkpoint); use --overwrite to train again")

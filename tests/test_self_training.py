@@ -1,0 +1,145 @@
+"""`tinylm finetune --unlabelled`: self-training rounds on pseudo-labels, recorded in the run folder, never worse
+than the plain fine-tune on validation, deterministic, resumable, and clear about what it cannot do."""
+
+import json
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import write_labelled_csv
+from test_errors import assert_one_line_error
+from test_resume import assert_bitwise_equal_weights, run_to_end, start_and_stop_at
+from tinylm.config import FinetuneConfig, RunOptions
+from tinylm.errors import TinyLMError
+from tinylm.finetune import finetune
+from tinylm.self_training import SelfTraining, class_floors, estimated_accuracy, select_pseudo_labels
+
+COMMON = dict(epochs=2, batch_size=16, seq_len=32, val_fraction=0.2)
+
+
+def write_unlabelled(path: Path, n: int, seed: int) -> Path:
+    """Texts of write_labelled_csv's kind, with no label column."""
+    labelled = write_labelled_csv(path.with_suffix(".labelled.csv"), n=n, seed=seed)
+    rows = [json.dumps({"text": line.rsplit(",", 1)[0].strip('"')}) for line in labelled.read_text().splitlines()[1:]]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("self-training")
+    return write_labelled_csv(root / "train.csv", n=60, seed=3), write_unlabelled(root / "pool.jsonl", 240, seed=4)
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_pseudo_labels_are_the_most_confident_per_class_in_the_labelled_shares():
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.8, 0.2], [0.3, 0.7], [0.45, 0.55], [0.95, 0.05], [0.8, 0.2]])
+    documents, labels = select_pseudo_labels(probs, shares=np.array([0.5, 0.5]), fraction=4 / 7)
+    # two per class: class 0's most confident are 5 (0.95) and 0 (0.9); class 1 has 3 (0.7) and 4 (0.55)
+    assert documents.tolist() == [0, 3, 4, 5] and labels.tolist() == [0, 1, 1, 0]
+    # ties go to the earlier document (2 and 6 are both 0.8); a class predicted too rarely gives what it has
+    documents, labels = select_pseudo_labels(probs, shares=np.array([3 / 7, 4 / 7]), fraction=1.0)
+    assert documents.tolist() == [0, 2, 3, 4, 5] and labels.tolist() == [0, 0, 1, 1, 0]
+    floors = class_floors(probs, np.array([0, 3, 4, 5]))
+    assert floors.tolist() == [0.9, 0.55]
+    estimate = estimated_accuracy(np.array([[0.92, 0.08], [0.7, 0.3], [0.2, 0.8], [0.4, 0.6]]), np.array([1, 0, 1, 1]),
+                                  floors)
+    assert estimate == {"val_documents_as_confident": 3, "val_accuracy_as_confident": 2 / 3}
+
+
+def test_rounds_are_recorded_and_round_0_is_the_plain_fine_tune(trained, corpus, tmp_path):
+    train, pool = corpus
+    plain = finetune(train, trained / "base", tmp_path / "plain", FinetuneConfig.of(**COMMON), run=RunOptions(quiet=True))
+    result = finetune(train, trained / "base", tmp_path / "st", FinetuneConfig.of(**COMMON), run=RunOptions(quiet=True),
+                      self_training=SelfTraining([pool], rounds=2))
+    state = json.loads((tmp_path / "st" / "self_training.json").read_text())
+    assert state["finished"] and [r["round"] for r in state["rounds"]] == [0, 1, 2]
+    pool_size = 240  # the generator's texts are all distinct, and none is a labelled one (other seed)
+    counts = [r["pseudo_labels"] for r in state["rounds"]]
+    # a class gets its share of the labelled documents (a third each here) of the round's share of the pool, or
+    # fewer where the teacher predicts it less often
+    assert counts[0] == 0 and 0 < counts[1] <= pool_size // 2 < counts[2] <= pool_size
+    for r in state["rounds"][1:]:
+        assert sum(r["per_label"].values()) == r["pseudo_labels"] and set(r["per_label"]) == {"office", "software", "travel"}
+        assert max(r["per_label"].values()) <= round(r["share"] * pool_size / 3)
+        assert r["val_documents_as_confident"] >= 0 and "teacher_val" in r and r["predict_s"] >= 0
+    # round 0 trains exactly what the plain run trains: the same losses, step for step
+    round0 = [(r["step"], r["loss"]) for r in records(tmp_path / "st") if r.get("round") == 0 and "loss" in r]
+    assert round0 == [(r["step"], r["loss"]) for r in records(tmp_path / "plain") if "loss" in r]
+    assert {r["round"] for r in records(tmp_path / "st")} == {0, 1, 2}
+    # the kept point is the best of all rounds: never below the plain fine-tune on validation
+    assert result["best"]["val_accuracy"] >= plain["best"]["val_accuracy"]
+    args = json.loads((tmp_path / "st" / "training_args.json").read_text())
+    assert args["best"]["round"] in (0, 1, 2) and args["self_training"]["rounds"] == 2
+    assert args["self_training"]["pool"] == pool_size
+    inputs = json.loads((tmp_path / "st" / "provenance.json").read_text())["inputs"]
+    assert [i["role"] for i in inputs] == ["train", "unlabelled"]
+    assert not (tmp_path / "st" / "checkpoints").exists()
+
+
+def test_the_same_seed_gives_the_same_classifier(trained, corpus, tmp_path):
+    train, pool = corpus
+    for name in ("a", "b"):
+        finetune(train, trained / "base", tmp_path / name, FinetuneConfig.of(**COMMON), run=RunOptions(quiet=True),
+                 self_training=SelfTraining([pool], rounds=1))
+    assert_bitwise_equal_weights(tmp_path / "a", tmp_path / "b")
+    states = [json.loads((tmp_path / n / "self_training.json").read_text()) for n in ("a", "b")]
+    strip = [[{k: v for k, v in r.items() if not k.endswith("_s")} for r in s["rounds"]] for s in states]
+    assert strip[0] == strip[1]
+
+
+def test_labelled_documents_are_not_pseudo_labelled(trained, corpus, tmp_path):
+    train, pool = corpus
+    both = tmp_path / "both.jsonl"  # the pool plus every labelled text again, and a repeated text
+    lines = pool.read_text().splitlines()
+    labelled = [json.dumps({"text": t}) for t in
+                [line.rsplit(",", 1)[0].strip('"') for line in train.read_text().splitlines()[1:]]]
+    both.write_text("\n".join(lines + labelled + lines[:5]) + "\n", encoding="utf-8")
+    st = SelfTraining([both], rounds=1)
+    finetune(train, trained / "base", tmp_path / "st", FinetuneConfig.of(**COMMON), run=RunOptions(quiet=True),
+             self_training=st)
+    counts = json.loads((tmp_path / "st" / "training_args.json").read_text())["self_training"]
+    assert counts["pool"] == 240 and counts["dropped_labelled_or_repeated"] == 60 + 5
+
+
+def test_an_interrupted_round_resumes_to_the_uninterrupted_result(trained, corpus, tmp_path):
+    train, pool = corpus
+    common = [train, "--base", trained / "base", "--epochs", "2", "--batch-size", "16", "--seq-len", "32",
+              "--val-fraction", "0.2", "--unlabelled", pool, "--rounds", "2", "--save-every", "3", "--quiet"]
+    run_to_end("finetune", *common, "--out", tmp_path / "ref")
+    out = tmp_path / "clf"
+    args = ["finetune", *common, "--out", out]
+    # round 1 trains on 48 labelled + 120 pseudo-labelled documents: 11 steps an epoch; killed inside it
+    stopped = start_and_stop_at(args, out / "checkpoints" / "step-00000006", signal.SIGKILL)
+    assert stopped.returncode == -signal.SIGKILL
+    state = json.loads((out / "self_training.json").read_text())
+    run_to_end(*args, "--resume")
+    assert_bitwise_equal_weights(out, tmp_path / "ref")
+    final = [json.loads((d / "self_training.json").read_text()) for d in (out, tmp_path / "ref")]
+    assert [r["pseudo_labels"] for r in final[0]["rounds"]] == [r["pseudo_labels"] for r in final[1]["rounds"]]
+    assert state["rounds"] == [] or state["rounds"][0]["round"] == 0  # it was killed in round 0 or 1, not after
+    steps = [(r["round"], r["step"]) for r in records(out) if "loss" in r]
+    assert steps == [(r["round"], r["step"]) for r in records(tmp_path / "ref") if "loss" in r]
+
+
+def test_what_self_training_cannot_do_is_one_line(trained, corpus, tmp_path, capsys):
+    train, pool = corpus
+    base = ["finetune", str(train), "--base", str(trained / "base"), "--out", str(tmp_path / "x"), "--quiet"]
+    assert_one_line_error(capsys, [*base, "--unlabelled", str(tmp_path / "missing.txt")], "missing.txt")
+    assert_one_line_error(capsys, [*base, "--rounds", "3"], "--rounds is for self-training")
+    assert_one_line_error(capsys, [*base, "--unlabelled", str(pool), "--rounds", "0"], "--rounds must be")
+    only_labelled = tmp_path / "only.csv"
+    only_labelled.write_text(train.read_text())
+    assert_one_line_error(capsys, [*base, "--unlabelled", str(only_labelled)], "no documents besides the labelled")
+    multi = tmp_path / "multi.csv"
+    multi.write_text("text,label\n" + "".join(f"invoice {i} toner,{'a|b' if i % 2 else 'a'}\n" for i in range(20)))
+    assert_one_line_error(capsys, ["finetune", str(multi), "--base", str(trained / "base"), "--out",
+                                        str(tmp_path / "m"), "--multi-label", "--unlabelled", str(pool)],
+                          "cannot be used with --multi-label")
+    with pytest.raises(TinyLMError, match="--rounds must be at least 1"):
+        SelfTraining([pool], rounds=0)

@@ -1,0 +1,149 @@
+"""Self-training: fine-tuning that learns from unlabelled documents too (`tinylm finetune --unlabelled`).
+
+Curriculum self-training (pseudo-labels as in Lee 2013 and Du et al., NAACL 2021; the growing share and the
+fresh student of every round as in Cascante-Bonilla et al., AAAI 2021, "Curriculum Labeling"):
+
+- round 0 is plain fine-tuning on the labelled documents;
+- in round r of R, the best classifier so far (by validation) labels every unlabelled document, and the most
+  confident r/R of them are kept, class by class in the labelled documents' label shares (so that a class the
+  teacher favours does not crowd out the others); a student is then fine-tuned from the same base, with a fresh
+  head, on the labelled and the pseudo-labelled documents together. A fresh student does not inherit the
+  teacher's mistakes as weights, only as labels, which the labelled documents in its batches argue with.
+
+Every round is validated like plain fine-tuning, and the best point of all rounds is kept: when the unlabelled
+documents do not help on validation, the result is round 0, the plain fine-tune. The run folder's
+self_training.json records each round: the pseudo-labels per class, the lowest confidence kept, and how accurate
+the teacher is on the validation documents it is as confident about (an estimate of the pseudo-labels' accuracy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinylm.config import SELF_TRAINING_ROUNDS
+from tinylm.data import Record, read_records
+from tinylm.errors import TinyLMError
+from tinylm.files import SELF_TRAINING_FILE as STATE_FILE, read_json, write_json
+from tinylm.train import MetricsLog
+
+TEACHER_SHARE = 1 / 3  # of a --max-minutes budget, for round 0; the student rounds share the rest and what it leaves
+
+
+@dataclass
+class SelfTraining:
+    """What `--unlabelled` asks for: the documents and the number of student rounds."""
+
+    paths: list[Path]
+    rounds: int = SELF_TRAINING_ROUNDS
+    texts: list[str] = field(default_factory=list)  # the pool, once read (read_pool)
+
+    def __post_init__(self):
+        if self.rounds < 1:
+            raise TinyLMError(f"--rounds must be at least 1 (got {self.rounds})")
+
+    def read_pool(self, labelled: list[Record], text_column: str, encoding: str) -> dict:
+        """The unlabelled documents, each once, without those that are labelled (training or validation): a
+        validation document must not be learnt from, even with a pseudo-label. Returns counts for the record."""
+        records = read_records(self.paths, text_column, None, encoding=encoding)
+        known = {r.text.strip() for r in labelled}
+        seen, pool = set(), []
+        for record in records:
+            text = record.text.strip()
+            if text and text not in known and text not in seen:
+                seen.add(text)
+                pool.append(record.text)
+        if not pool:
+            names = ", ".join(map(str, self.paths))
+            raise TinyLMError(f"--unlabelled {names}: no documents besides the labelled ones"
+                              + (f" ({len(records):,} read, all empty or labelled)" if records else ""))
+        self.texts = pool
+        return {"read": len(records), "pool": len(pool), "dropped_labelled_or_repeated": len(records) - len(pool)}
+
+    def share(self, round_: int) -> float:
+        return round_ / self.rounds
+
+
+def select_pseudo_labels(probs: np.ndarray, shares: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(documents, labels): of the documents predicted as class c, the most confident, as many as c's share of
+    `fraction` x all documents (fewer where fewer are predicted as c). Ties go to the earlier document."""
+    confidence, predicted = probs.max(-1), probs.argmax(-1)
+    wanted = np.round(shares * fraction * len(probs)).astype(int)
+    chosen = []
+    for c, n in enumerate(wanted):
+        members = np.flatnonzero(predicted == c)
+        order = members[np.argsort(-confidence[members], kind="stable")]
+        chosen.append(order[:n])
+    documents = np.sort(np.concatenate(chosen)) if chosen else np.empty(0, dtype=int)
+    return documents, predicted[documents]
+
+
+def class_floors(probs: np.ndarray, documents: np.ndarray) -> np.ndarray:
+    """Per class, the lowest confidence among the documents kept with that label (inf where none is kept)."""
+    floors = np.full(probs.shape[1], np.inf)
+    predicted, confidence = probs.argmax(-1), probs.max(-1)
+    for i in documents:
+        floors[predicted[i]] = min(floors[predicted[i]], confidence[i])
+    return floors
+
+
+def estimated_accuracy(val_probs: np.ndarray, val_targets: np.ndarray, floors: np.ndarray) -> dict:
+    """The teacher on the validation documents it is as confident about as about the kept pseudo-labels: how many
+    there are and how many it labels right, an estimate of the pseudo-labels' accuracy."""
+    predicted, confidence = val_probs.argmax(-1), val_probs.max(-1)
+    confident = confidence >= floors[predicted]
+    n = int(confident.sum())
+    return {"val_documents_as_confident": n,
+            "val_accuracy_as_confident": float((predicted[confident] == val_targets[confident]).mean()) if n else None}
+
+
+def selection_digest(documents: np.ndarray, labels: np.ndarray) -> str:
+    return hashlib.sha256(np.stack([documents, labels]).astype(np.int64).tobytes()).hexdigest()[:16]
+
+
+class RoundLog(MetricsLog):
+    """metrics.jsonl of a self-training run: every record names its round, and a resumed round drops only its own
+    records after the checkpoint (the steps of each round count from 0)."""
+
+    def __init__(self, log: MetricsLog, round_: int):
+        self.log, self.round, self.path = log, round_, getattr(log, "path", None)
+
+    def write(self, record: dict):
+        self.log.write({"round": self.round, **record})
+
+    def truncate_after(self, step: int):
+        if self.path is None or not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line torn by the kill
+            if record.get("round") != self.round or record.get("step", 0) <= step:
+                kept.append(line + "\n")
+        self.path.write_text("".join(kept), encoding="utf-8")
+
+
+def read_state(out_dir: Path, identity: dict) -> dict | None:
+    """A resumed run's self_training.json, if it belongs to this run (the same inputs and settings)."""
+    path = Path(out_dir) / STATE_FILE
+    if not path.is_file():
+        return None
+    state = read_json(path)
+    if state.get("identity") != identity:
+        raise TinyLMError(f"--resume: {path} was written by a run with other data or settings; give the same "
+                          "arguments as the first time, or --overwrite to start again")
+    return state
+
+
+def write_state(out_dir: Path, state: dict):
+    """Atomically: a kill leaves the previous state whole."""
+    path = Path(out_dir) / STATE_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    write_json(tmp, state)
+    tmp.replace(path)
