@@ -209,6 +209,7 @@ def run_dataset(name: str, args, work: Path, env: dict) -> dict:
             best = json.loads((out / "training_args.json").read_text())["best"]
             figures = ("micro_f1", "macro_f1", "subset_accuracy") if multi_label else ("accuracy", "macro_f1")
             runs.append({**{key: report[key] for key in figures}, "best_epoch": best["epoch"],
+                         "best_validation": best.get("val_micro_f1" if multi_label else "val_accuracy"),
                          "best_round": best.get("round"), "epochs": epochs_run(out), "steps": best_steps(out),
                          "minutes": minutes})
         result[column] = {**{key: mean(r[key] for r in runs) for key in figures},

@@ -6,6 +6,7 @@ import signal
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from conftest import write_labelled_csv
@@ -143,3 +144,18 @@ def test_what_self_training_cannot_do_is_one_line(trained, corpus, tmp_path, cap
                           "cannot be used with --multi-label")
     with pytest.raises(TinyLMError, match="--rounds must be at least 1"):
         SelfTraining([pool], rounds=0)
+
+
+def test_a_students_noise_masks_tokens_but_cls_sep_and_padding_the_same_way_every_time():
+    from tinylm.finetune import ClassificationBatches
+
+    sequences = [[2] + list(range(10, 10 + n)) + [3] for n in (3, 30, 12, 50)]
+    batches = ClassificationBatches(sequences, [0, 1, 0, 1], batch_size=4, seed=0, pad_id=0, noise=(0.15, 4))
+    plain = ClassificationBatches(sequences, [0, 1, 0, 1], batch_size=4, seed=0, pad_id=0)
+    noisy, clean = batches(0)[0].inputs, plain(0)[0].inputs
+    masked = noisy["input_ids"] != clean["input_ids"]
+    assert torch.equal(noisy["input_ids"][masked], torch.full((int(masked.sum()),), 4))
+    assert 0.05 < masked.sum() / (clean["attention_mask"].sum() - 8) < 0.3  # about 15% of the 95 inner tokens
+    assert (clean["input_ids"][masked] >= 10).all()  # never [CLS], [SEP] or padding
+    assert torch.equal(batches(0)[0].inputs["input_ids"], noisy["input_ids"])  # a resumed step draws the same
+    assert not torch.equal(batches(1)[0].inputs["input_ids"], noisy["input_ids"])

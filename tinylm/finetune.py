@@ -24,10 +24,10 @@ from tinylm.labels import (MULTI_LABEL, SINGLE_LABEL, LabelScheme, balanced_pos_
 from tinylm.model import BertForSequenceClassification
 from tinylm.pii import scrub
 from tinylm.provenance import build_manifest, file_records, now, parent_record, resolve_scrub, scrub_record
-from tinylm.self_training import (TEACHER_SHARE, RoundLog, SelfTraining, class_floors, estimated_accuracy, read_state,
-                                  select_pseudo_labels, selection_digest, write_state)
+from tinylm.self_training import (STUDENT_NOISE, TEACHER_SHARE, RoundLog, SelfTraining, class_floors,
+                                  estimated_accuracy, read_state, select_pseudo_labels, selection_digest, write_state)
 from tinylm.state import remove_checkpoints
-from tinylm.tokenizer import PAD
+from tinylm.tokenizer import MASK, PAD
 from tinylm.train import (Batch, MetricsLog, Plan, batch_identity, derived_seed, describe_batch, prepare_out_dir,
                           train)
 
@@ -62,9 +62,12 @@ class ClassificationBatches:
 
     def __init__(self, sequences: list[list[int]], targets, batch_size: int, seed: int, pad_id: int,
                  class_weights: torch.Tensor | None = None, layout: Layout = Layout(),
-                 pos_weight: torch.Tensor | None = None):
-        """targets: a class id per sequence, or (multi-label) a (sequences, labels) array of 0/1."""
+                 pos_weight: torch.Tensor | None = None, noise: tuple[float, int] | None = None):
+        """targets: a class id per sequence, or (multi-label) a (sequences, labels) array of 0/1.
+        noise: (probability, mask id): each token of a document but [CLS] and [SEP] is replaced by [MASK] with that
+        probability, afresh in every batch (the noise of a self-training student, see tinylm.self_training)."""
         self.sequences, self.batch_size, self.seed, self.pad_id = sequences, batch_size, seed, pad_id
+        self.noise = noise
         self.targets = np.asarray(targets)
         self.class_weights, self.pos_weight, self.layout = class_weights, pos_weight, layout
         self.global_batch = batch_size * layout.micro_batches
@@ -95,6 +98,8 @@ class ClassificationBatches:
         weight = 1.0 if len(rows) else 0.0  # an empty micro-batch: the first document, counted 0 times
         members = rows if len(rows) else self._epoch[1][position][:1]
         input_ids, attention_mask = pad_batch([self.sequences[i] for i in members], self.pad_id)
+        if self.noise is not None:
+            input_ids = self.masked(input_ids, attention_mask, derived_seed(self.seed, step, chunk, 3))
         labels = torch.from_numpy(self.targets[members])
         extra = {"class_weights": self.class_weights} if self.class_weights is not None else {}
         if self.pos_weight is not None:
@@ -105,6 +110,15 @@ class ClassificationBatches:
                      epoch_end=position == self.steps_per_epoch - 1,
                      epoch_fraction=(position + 1) / self.steps_per_epoch,
                      seed=derived_seed(self.seed, step, chunk, 2), rows=rows)
+
+
+    def masked(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, seed: int) -> torch.Tensor:
+        probability, mask_id = self.noise
+        draw = torch.rand(input_ids.shape, generator=torch.Generator().manual_seed(seed))
+        inner = attention_mask.bool()
+        inner[:, 0] = False  # [CLS]
+        inner[torch.arange(len(inner)), attention_mask.sum(1) - 1] = False  # [SEP]
+        return input_ids.masked_fill(inner & (draw < probability), mask_id)
 
 
 def balanced_weights(targets: list[int], k: int) -> torch.Tensor:
@@ -217,9 +231,10 @@ class Rounds:
         else:
             weights, pos_weight = balanced_weights(targets.tolist(), len(data.labels)) if balanced else None, None
             prior = prior_loss(targets.tolist(), len(data.labels), weights)
+        noise = (STUDENT_NOISE, self.tokenizer.token_to_id(MASK)) if round_ else None  # a student learns under noise
         batches = ClassificationBatches(sequences, targets, cfg.train.batch_size, cfg.train.seed,
                                         self.tokenizer.token_to_id(PAD), weights,
-                                        self.world.layout(cfg.train.grad_accum), pos_weight)
+                                        self.world.layout(cfg.train.grad_accum), pos_weight, noise)
         what = "finetune" if round_ is None else f"round {round_}"
         console.print(f"{what}: {len(records):,} documents, {cfg.epochs} epochs of {batches.steps_per_epoch} steps, "
                       f"{describe_batch(cfg.train, self.world, 'documents')}"

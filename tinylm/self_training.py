@@ -7,8 +7,10 @@ fresh student of every round as in Cascante-Bonilla et al., AAAI 2021, "Curricul
 - in round r of R, the best classifier so far (by validation) labels every unlabelled document, and the most
   confident r/R of them are kept, class by class in the labelled documents' label shares (so that a class the
   teacher favours does not crowd out the others); a student is then fine-tuned from the same base, with a fresh
-  head, on the labelled and the pseudo-labelled documents together. A fresh student does not inherit the
-  teacher's mistakes as weights, only as labels, which the labelled documents in its batches argue with.
+  head, on the labelled and the pseudo-labelled documents together, with 15% of its input tokens masked afresh in
+  every batch (the noise of Noisy Student, Xie et al., CVPR 2020: a student that sees the documents as its teacher
+  saw them only learns to copy it). A fresh student does not inherit the teacher's mistakes as weights, only as
+  labels, which the labelled documents in its batches argue with.
 
 Every round is validated like plain fine-tuning, and the best point of all rounds is kept: when the unlabelled
 documents do not help on validation, the result is round 0, the plain fine-tune. The run folder's
@@ -31,6 +33,9 @@ from tinylm.errors import TinyLMError
 from tinylm.files import SELF_TRAINING_FILE as STATE_FILE, read_json, write_json
 from tinylm.train import MetricsLog
 
+# The students' noise: a share of their input tokens replaced by [MASK] in every batch (as Noisy Student's students
+# learn under noise that their teacher did not see): pretraining's masking rate, which the base has learnt to read.
+STUDENT_NOISE = 0.15
 TEACHER_SHARE = 1 / 3  # of a --max-minutes budget, for round 0; the student rounds share the rest and what it leaves
 
 
