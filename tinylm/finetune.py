@@ -282,10 +282,10 @@ def self_train(rounds: Rounds, self_training: SelfTraining) -> tuple[dict, float
     shares = np.bincount(data.targets(data.train), minlength=len(data.labels)) / len(data.train)
 
     def finish_round(record: dict, summary: dict):
-        if world.is_main:
+        state["rounds"].append({**record, "best_after": dict(best.best), "train_s": summary["elapsed_s"]})
+        state["current"] = None
+        if world.is_main:  # every process keeps the state; rank 0 writes it
             remove_checkpoints(out_dir)  # before the state says the round is done: a resume must not find them
-            state["rounds"].append({**record, "best_after": dict(best.best), "train_s": summary["elapsed_s"]})
-            state["current"] = None
             write_state(out_dir, state)
 
     if not state["rounds"]:
