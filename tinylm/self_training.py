@@ -21,7 +21,6 @@ the teacher is on the validation documents it is as confident about (an estimate
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,23 +114,13 @@ class RoundLog(MetricsLog):
     records after the checkpoint (the steps of each round count from 0)."""
 
     def __init__(self, log: MetricsLog, round_: int):
-        self.log, self.round, self.path = log, round_, getattr(log, "path", None)
+        self.log, self.round = log, round_
 
     def write(self, record: dict):
         self.log.write({"round": self.round, **record})
 
-    def truncate_after(self, step: int):
-        if self.path is None or not self.path.exists():
-            return
-        kept = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a line torn by the kill
-            if record.get("round") != self.round or record.get("step", 0) <= step:
-                kept.append(line + "\n")
-        self.path.write_text("".join(kept), encoding="utf-8")
+    def truncate_after(self, step: int, resumed=None):
+        self.log.truncate_after(step, lambda record: record.get("round") == self.round)
 
 
 def read_state(out_dir: Path, identity: dict) -> dict | None:

@@ -205,15 +205,18 @@ class MetricsLog:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
-    def truncate_after(self, step: int):
-        """On resume: drop what was logged after the checkpoint, since those steps run again."""
+    def truncate_after(self, step: int, resumed: Callable[[dict], bool] = lambda record: True):
+        """On resume: drop what was logged after the checkpoint, since those steps run again. resumed(record):
+        whether a record belongs to the part of the run that resumes (a self-training round; its steps count from
+        0); the others are kept whatever their step."""
         kept = []
         for line in self.path.read_text(encoding="utf-8").splitlines():
             try:
-                if json.loads(line).get("step", 0) <= step:
-                    kept.append(line + "\n")
+                record = json.loads(line)
             except ValueError:
                 continue  # a line torn by the kill
+            if record.get("step", 0) <= step or not resumed(record):
+                kept.append(line + "\n")
         self.path.write_text("".join(kept), encoding="utf-8")
 
 
@@ -226,7 +229,7 @@ class NullLog(MetricsLog):
     def write(self, record: dict):
         pass
 
-    def truncate_after(self, step: int):
+    def truncate_after(self, step: int, resumed: Callable[[dict], bool] = lambda record: True):
         pass
 
 
