@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from conftest import tiny_config
 from test_errors import assert_one_line_error, run_cli
 from tinylm.evaluate import multi_label_report
+from tinylm.finetune import start_at_prior
 from tinylm.labels import (MULTI_LABEL, LabelScheme, balanced_pos_weight, choose_thresholds, multi_label_decisions,
-                           probabilities, split_labels)
+                           multi_label_prior, multi_label_prior_loss, probabilities, split_labels)
 from tinylm.model import BertForSequenceClassification
 
 TOPICS = {"grain": ["wheat", "corn", "harvest", "silo"], "oil": ["crude", "barrel", "refinery", "opec"],
@@ -91,6 +92,35 @@ def test_thresholds_chosen_on_validation():
     # a label with fewer than 3 validation positives takes the global threshold
     rare = np.array([[1, 0], [0, 0], [0, 1], [0, 1], [0, 1], [0, 0]])
     assert choose_thresholds(probs, rare, "per-label")[0] == choose_thresholds(probs, rare, "global")[0]
+
+
+def test_per_label_thresholds_never_flood_documents_with_an_unlearnt_label():
+    """Label b is not learnt: its 3 positives score below 10 of its negatives. Its own best F1 would come from
+    predicting it on 13 documents; that lowers micro-F1, so it keeps a threshold that predicts it nowhere."""
+    a = [0.9] * 10 + [0.1] * 10
+    b = [0.03] * 3 + [0.05] * 10 + [0.02] * 7
+    truth = np.array([[1, 1]] * 3 + [[1, 0]] * 7 + [[0, 0]] * 10)
+    probs = np.array([a, b], dtype=np.float32).T
+    per_label, (shared, _) = choose_thresholds(probs, truth, "per-label"), choose_thresholds(probs, truth, "global")
+    assert per_label[1] > 0.05 and per_label[0] == shared
+
+    def micro(thresholds):
+        return multi_label_report(truth, probs >= np.array(thresholds), ["a", "b"])["micro_f1"]
+
+    assert micro(per_label) == micro([shared] * 2) > micro([shared, 0.03])  # 0.03: the label's own best F1
+
+
+def test_multi_label_head_starts_at_the_label_shares():
+    """The bias of a fresh multi-label head: the loss of a head that ignores the text is the prior loss from the
+    first step (not ln 2), with and without positive weights."""
+    torch.manual_seed(0)
+    targets = torch.tensor([[1, 0, 0], [0, 0, 0], [0, 1, 0], [0, 0, 0], [1, 0, 1]], dtype=torch.float32)
+    for pos_weight in (None, balanced_pos_weight(targets.numpy())):
+        model = BertForSequenceClassification(tiny_config(), 3, pooling="cls", problem_type=MULTI_LABEL).eval()
+        torch.nn.init.zeros_(model.classifier.weight)
+        start_at_prior(model, multi_label_prior(targets.numpy(), pos_weight))
+        loss, _ = model(torch.randint(5, 97, (5, 9)), labels=targets, pos_weight=pos_weight)
+        assert loss.item() == pytest.approx(multi_label_prior_loss(targets.numpy(), pos_weight), rel=1e-5)
 
 
 def test_multi_label_loss_is_transformers_bce_with_logits():

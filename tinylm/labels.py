@@ -130,15 +130,29 @@ def _middle_of_best(scores: np.ndarray) -> float:
 
 def choose_thresholds(probs: np.ndarray | torch.Tensor, truth: np.ndarray, rule: str = "per-label") -> list[float]:
     """Thresholds, one per label: "global" is the one threshold with the best micro-F1; "per-label" gives each
-    label with at least MIN_POSITIVES validation positives the threshold of its best F1, the others the global one."""
+    label with at least MIN_POSITIVES validation positives the threshold of its best F1 among those that, with every
+    other label at the global threshold, do not lower the micro-F1; the others keep the global one.
+
+    Without that guard, a label the classifier has not learnt yet gets the threshold of "predict it everywhere"
+    (the only F1 above 0 it has on a few validation positives), which floods every document with it: on Reuters
+    after two epochs, test micro-F1 0.18 against 0.67 with the global threshold."""
     probs, truth = np.asarray(probs, dtype=np.float32), np.asarray(truth)
     tp, fp, fn = _counts(probs, truth)
-    shared = _middle_of_best(_f1(tp.sum(0), fp.sum(0), fn.sum(0)))
+    micro = _f1(tp.sum(0), fp.sum(0), fn.sum(0))
+    shared = _middle_of_best(micro)
     if rule == "global":
         return [shared] * probs.shape[1]
-    per_label = _f1(tp, fp, fn)
-    positives = truth.sum(0)
-    return [_middle_of_best(per_label[k]) if positives[k] >= MIN_POSITIVES else shared for k in range(probs.shape[1])]
+    g = int(np.flatnonzero(THRESHOLD_GRID == shared)[0])
+    per_label, positives = _f1(tp, fp, fn), truth.sum(0)
+    thresholds = []
+    for k in range(probs.shape[1]):
+        # micro-F1 of all labels with label k at each threshold of the grid and the others at the global one
+        alone = _f1(tp[:, g].sum() - tp[k, g] + tp[k], fp[:, g].sum() - fp[k, g] + fp[k],
+                    fn[:, g].sum() - fn[k, g] + fn[k])
+        allowed = alone >= micro[g] - 1e-12
+        thresholds.append(_middle_of_best(np.where(allowed, per_label[k], -1.0)) if positives[k] >= MIN_POSITIVES
+                          else shared)
+    return thresholds
 
 
 def balanced_pos_weight(targets: np.ndarray) -> torch.Tensor:
@@ -149,10 +163,18 @@ def balanced_pos_weight(targets: np.ndarray) -> torch.Tensor:
     return torch.tensor(np.clip(weight, 1.0, POS_WEIGHT_CAP), dtype=torch.float32)
 
 
+def multi_label_prior(targets: np.ndarray, pos_weight: torch.Tensor | None) -> np.ndarray:
+    """Per label, the constant probability that minimises the (pos_weight-weighted) binary cross-entropy on these
+    targets: the label's share, shifted by its weight; kept off 0 and 1 so that its logit is finite."""
+    share = targets.mean(0).astype(np.float64)
+    w = pos_weight.double().numpy() if pos_weight is not None else np.ones_like(share)
+    return np.clip(w * share / (w * share + 1 - share), 1e-6, 1 - 1e-6)
+
+
 def multi_label_prior_loss(targets: np.ndarray, pos_weight: torch.Tensor | None) -> float:
     """The binary cross-entropy of a classifier that ignores the text and answers the best constant per label,
     weighted as the loss weighs it, averaged over the labels as the loss is."""
     share = targets.mean(0).astype(np.float64)
     w = pos_weight.double().numpy() if pos_weight is not None else np.ones_like(share)
-    q = np.clip(w * share / (w * share + 1 - share), 1e-12, 1 - 1e-12)  # the minimiser of the weighted loss
+    q = multi_label_prior(targets, pos_weight)
     return float(np.mean(-(w * share * np.log(q) + (1 - share) * np.log(1 - q))))
