@@ -15,6 +15,9 @@ first --n-docs test texts, in padded batches of mixed lengths, and whether every
 Speed: documents/s of each path on the same texts, batch --batch-size, the best of --repeats runs taking turns
 (so that load from another process does not fall on one side only). Tokenization is included everywhere.
 int8: test accuracy of the ONNX fp32 and int8 exports of the max-pooled classifier on --accuracy-docs test rows.
+Ceilings (in the speed table): ONNX Runtime running nothing but the classifier's linear layers, fp32 and int8, on
+inputs of the very batch shapes `tinylm predict` forms (no tokenizer, attention, LayerNorm or GELU). No path that
+runs the same GEMMs through ONNX Runtime can be faster than that.
 """
 
 from __future__ import annotations
@@ -31,11 +34,15 @@ import torch
 import transformers
 
 from predict_speed import best_times, hf_predict, read_rows
+from tinylm.data import encode_for_classification
 from tinylm.devices import cpu_has_native_bf16, cpu_name
-from tinylm.evaluate import load_classifier
+from tinylm.checkpoint import load_checkpoint
+from tinylm.evaluate import checkpoint_long_docs, checkpoint_seq_len, load_classifier
+from tinylm.onnx_export import quantize_int8
 
 ROOT = Path(__file__).resolve().parent.parent
 AGNEWS = ROOT.parent / "shared" / "datasets" / "agnews"
+CEILINGS = ("ONNX Runtime linear layers only, fp32", "ONNX Runtime linear layers only, int8")
 VARIANTS = {"max": [], "mean": ["--pooling", "mean"], "cls": ["--pooling", "cls"],
             "windows": ["--long-docs", "windows", "--seq-len", "64"]}
 
@@ -111,16 +118,63 @@ def speed(work: Path, texts: list[str], batch_size: int, repeats: int):
     hf = transformers_path(work / f"{name}-hf", seq_len, batch_size)
     runs = {side: partial(run, texts, batch_size) for side, run in sides.items()}
     runs["transformers (remote code) fp32"] = partial(hf, texts)
+    for int8, side in enumerate(CEILINGS):
+        runs[side] = linear_layers_only(work / name, texts, batch_size, work / f"linear-layers-{side[-4:]}.onnx", int8)
     for side, run in sides.items():  # warm-up: allocators, kernels, the tokenizer
         run(texts[:batch_size], batch_size)
     hf(texts[:batch_size])
+    for side in CEILINGS:
+        runs[side]()
     results = best_times(runs, repeats)
     reference = results["tinylm (PyTorch) fp32"][0]
     print(f"\nspeed: {len(texts):,} AG News test texts, max-pooled `small` classifier (seq_len {seq_len}), batch "
           f"{batch_size}, best of {repeats}; {torch.get_num_threads()} threads, {cpu_name()}")
-    print(f"{'path':34} {'docs/s':>8} {'vs tinylm fp32':>15}")
+    print(f"{'path':40} {'docs/s':>8} {'vs tinylm fp32':>15}")
     for side, (seconds, _) in results.items():
-        print(f"{side:34} {len(texts) / seconds:8.1f} {reference / seconds:14.2f}x")
+        print(f"{side:40} {len(texts) / seconds:8.1f} {reference / seconds:14.2f}x")
+    print("(linear layers only: nothing but the encoder's linear layers in ONNX Runtime, on the same batch shapes; no "
+          "tokenizer, attention, LayerNorm or GELU: a ceiling for a runtime that runs the same GEMMs)")
+
+
+class LinearLayers(torch.nn.Module):
+    """The encoder's linear layers alone, chained as the encoder runs them (the query stands in for the attention
+    context; key and value are outputs, so that they are computed)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.layers = model.bert.encoder.layer
+
+    def forward(self, x):
+        outputs = []
+        for layer in self.layers:
+            attention = layer.attention
+            outputs += [attention.self.key(x), attention.self.value(x)]
+            x = attention.output.dense(attention.self.query(x))
+            x = layer.output.dense(layer.intermediate.dense(x))
+        return x, *outputs
+
+
+def linear_layers_only(folder: Path, texts: list[str], batch_size: int, out: Path, int8: bool = False):
+    """A run over `texts` of the ONNX Runtime session that holds nothing but the linear layers (see the docstring),
+    on random inputs of the shapes tinylm's batches take: sorted by length, padded to their longest. int8: the
+    layers quantised as `--int8` quantises them."""
+    import onnxruntime
+
+    model, tokenizer, _ = load_checkpoint(folder, expect_kind="classifier")
+    hidden = model.config.hidden_size
+    sequences, _ = encode_for_classification(tokenizer, texts, checkpoint_seq_len(folder, model),
+                                             checkpoint_long_docs(folder))
+    lengths = sorted(map(len, sequences))
+    shapes = [(len(chunk), chunk[-1]) for chunk in (lengths[i:i + batch_size] for i in range(0, len(lengths), batch_size))]
+    graph = LinearLayers(model).eval()
+    with torch.no_grad():
+        torch.onnx.export(graph, (torch.zeros(2, 8, hidden),), str(out), input_names=["x"],
+                          dynamic_axes={"x": {0: "batch", 1: "sequence"}}, opset_version=17, dynamo=False)
+    if int8:
+        quantize_int8(out)
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    inputs = [np.random.default_rng(0).standard_normal((b, t, hidden), dtype=np.float32) for b, t in shapes]
+    return lambda: [session.run(None, {"x": x}) for x in inputs]
 
 
 def int8_accuracy(work: Path, texts: list[str], labels: list[str], batch_size: int):
