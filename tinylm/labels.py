@@ -143,16 +143,13 @@ def choose_thresholds(probs: np.ndarray | torch.Tensor, truth: np.ndarray, rule:
     if rule == "global":
         return [shared] * probs.shape[1]
     g = int(np.flatnonzero(THRESHOLD_GRID == shared)[0])
-    per_label, positives = _f1(tp, fp, fn), truth.sum(0)
-    thresholds = []
-    for k in range(probs.shape[1]):
-        # micro-F1 of all labels with label k at each threshold of the grid and the others at the global one
-        alone = _f1(tp[:, g].sum() - tp[k, g] + tp[k], fp[:, g].sum() - fp[k, g] + fp[k],
-                    fn[:, g].sum() - fn[k, g] + fn[k])
-        allowed = alone >= micro[g] - 1e-12
-        thresholds.append(_middle_of_best(np.where(allowed, per_label[k], -1.0)) if positives[k] >= MIN_POSITIVES
-                          else shared)
-    return thresholds
+
+    def others_at_global(counts):  # (labels, grid): the counts of all labels, label k at each threshold (row k)
+        return counts[:, g].sum() - counts[:, g:g + 1] + counts
+
+    allowed = _f1(others_at_global(tp), others_at_global(fp), others_at_global(fn)) >= micro[g] - 1e-12
+    per_label, positives = np.where(allowed, _f1(tp, fp, fn), -1.0), truth.sum(0)
+    return [_middle_of_best(per_label[k]) if positives[k] >= MIN_POSITIVES else shared for k in range(probs.shape[1])]
 
 
 def balanced_pos_weight(targets: np.ndarray) -> torch.Tensor:
@@ -163,18 +160,21 @@ def balanced_pos_weight(targets: np.ndarray) -> torch.Tensor:
     return torch.tensor(np.clip(weight, 1.0, POS_WEIGHT_CAP), dtype=torch.float32)
 
 
+def _shares_and_weights(targets: np.ndarray, pos_weight: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray]:
+    share = targets.mean(0).astype(np.float64)
+    return share, pos_weight.double().numpy() if pos_weight is not None else np.ones_like(share)
+
+
 def multi_label_prior(targets: np.ndarray, pos_weight: torch.Tensor | None) -> np.ndarray:
     """Per label, the constant probability that minimises the (pos_weight-weighted) binary cross-entropy on these
     targets: the label's share, shifted by its weight; kept off 0 and 1 so that its logit is finite."""
-    share = targets.mean(0).astype(np.float64)
-    w = pos_weight.double().numpy() if pos_weight is not None else np.ones_like(share)
+    share, w = _shares_and_weights(targets, pos_weight)
     return np.clip(w * share / (w * share + 1 - share), 1e-6, 1 - 1e-6)
 
 
 def multi_label_prior_loss(targets: np.ndarray, pos_weight: torch.Tensor | None) -> float:
     """The binary cross-entropy of a classifier that ignores the text and answers the best constant per label,
     weighted as the loss weighs it, averaged over the labels as the loss is."""
-    share = targets.mean(0).astype(np.float64)
-    w = pos_weight.double().numpy() if pos_weight is not None else np.ones_like(share)
+    share, w = _shares_and_weights(targets, pos_weight)
     q = multi_label_prior(targets, pos_weight)
     return float(np.mean(-(w * share * np.log(q) + (1 - share) * np.log(1 - q))))
