@@ -173,7 +173,8 @@ def linear_layers_only(folder: Path, texts: list[str], batch_size: int, out: Pat
     if int8:
         quantize_int8(out)
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    inputs = [np.random.default_rng(0).standard_normal((b, t, hidden), dtype=np.float32) for b, t in shapes]
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((b, t, hidden), dtype=np.float32) for b, t in shapes]
     return lambda: [session.run(None, {"x": x}) for x in inputs]
 
 
