@@ -83,11 +83,8 @@ def write_csv(path: Path, rows: list[dict]):
         writer.writerows({"text": r["text"], "label": r["label"]} for r in rows)
 
 
-def labelled_sample(train: Path, n: int, out: Path, seed: int = 0) -> Path:
-    """A stratified sample of n rows of train (each class in its share, at least one row each), written as CSV."""
-    texts, labels = read_csv(train)
-    if n >= len(labels):
-        return train
+def stratified_rows(labels: list[str], n: int, seed: int) -> list[int]:
+    """A stratified sample of n of the rows (each class in its share, at least one row each), in random order."""
     by_label: dict[str, list[int]] = {}
     for i, label in enumerate(labels):
         by_label.setdefault(label, []).append(i)
@@ -103,9 +100,32 @@ def labelled_sample(train: Path, n: int, out: Path, seed: int = 0) -> Path:
     rng = random.Random(seed)
     sample = [i for label in classes for i in rng.sample(by_label[label], quota[label])]
     rng.shuffle(sample)
+    return sample
+
+
+def labelled_sample(train: Path, n: int, out: Path, seed: int = 0) -> Path:
+    """A stratified sample of n rows of train (each class in its share, at least one row each), written as CSV."""
+    texts, labels = read_csv(train)
+    if n >= len(labels):
+        return train
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_csv(out, [{"text": texts[i], "label": labels[i]} for i in sample])
+    write_csv(out, [{"text": texts[i], "label": labels[i]} for i in stratified_rows(labels, n, seed)])
     return out
+
+
+def dev_split(train: Path, n: int, folder: Path, seed: int = 1) -> tuple[Path, Path]:
+    """(the rest of train, a stratified n of its documents): with --dev, the second is the scored split and the
+    first is all the benchmark reads (pretraining, labels, the unlabelled pool, TF-IDF), so that settings are
+    chosen without the test file, on documents that nothing before scoring has seen."""
+    texts, labels = read_csv(train)
+    if not 0 < n < len(labels):
+        sys.exit(f"--dev {n}: {train} has {len(labels):,} documents; hold out fewer")
+    held = set(stratified_rows(labels, n, seed))
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"text": t, "label": y} for t, y in zip(texts, labels)]
+    write_csv(folder / "dev-train.csv", [r for i, r in enumerate(rows) if i not in held])
+    write_csv(folder / "dev.csv", [r for i, r in enumerate(rows) if i in held])
+    return folder / "dev-train.csv", folder / "dev.csv"
 
 
 def tfidf(train: Path, test: Path) -> dict | None:
@@ -184,7 +204,9 @@ def threshold_rules(clf: Path, train: Path) -> dict:
 
 def run_dataset(name: str, args, work: Path, env: dict) -> dict:
     train, test = (SHARED / name / f for f in SPLITS[name])
-    folder = work / name
+    folder = work / (f"{name}-dev{args.dev}" if args.dev else name)
+    if args.dev:
+        train, test = dev_split(train, args.dev, folder)
     start = time.perf_counter()
     multi_label = name in MULTI_LABEL
     if args.labelled and multi_label:
@@ -272,6 +294,8 @@ def main(argv=None):
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--labelled", type=int, help="keep the labels of a stratified sample of this many train "
                         "documents (fine-tuning and TF-IDF); pretraining still reads every train text")
+    parser.add_argument("--dev", type=int, help="score on this many train documents held out of everything else "
+                        "instead of the test split: to choose settings without reading the test file")
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "bench-quality")
     parser.add_argument("--no-tfidf", action="store_true")
     parser.add_argument("--columns", default="tinylm,no_pretraining", help="the fine-tuned columns, of "
@@ -284,7 +308,9 @@ def main(argv=None):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     results = []
     print(f"budgets: pretrain {args.pretrain_minutes:g} min, finetune {args.finetune_minutes:g} min; "
-          f"preset {args.preset}; accuracy / macro-F1 on the test split (multi-label: micro-F1 / macro-F1 / subset "
+          f"preset {args.preset}; accuracy / macro-F1 on "
+          + (f"{args.dev:,} train documents held out of everything (--dev)" if args.dev else "the test split")
+          + " (multi-label: micro-F1 / macro-F1 / subset "
           "accuracy)"
           + (f"; labels of {args.labelled:,} train documents" if args.labelled else ""), flush=True)
     width = 15 if args.seeds == 1 else 29

@@ -36,6 +36,22 @@ def test_labelled_sample_is_stratified_and_repeatable(tmp_path):
     assert quality.labelled_sample(train, 5000, tmp_path / "d.csv") == train  # asking for all of it: train itself
 
 
+def test_dev_split_holds_out_a_stratified_sample_that_nothing_else_reads(tmp_path):
+    quality = load_benchmark("quality")
+    rows = [(f"doc {i}", "rare" if i % 10 == 0 else "common") for i in range(1000)]
+    train = tmp_path / "train.csv"
+    with open(train, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+    rest, dev = quality.dev_split(train, 200, tmp_path / "split")
+    (rest_texts, rest_labels), (dev_texts, dev_labels) = quality.read_csv(rest), quality.read_csv(dev)
+    assert Counter(dev_labels) == {"common": 180, "rare": 20}
+    assert not set(rest_texts) & set(dev_texts) and len(rest_texts) + len(dev_texts) == 1000
+    assert sorted(zip(rest_texts + dev_texts, rest_labels + dev_labels)) == sorted(rows)
+    assert quality.read_csv(quality.dev_split(train, 200, tmp_path / "again")[1]) == (dev_texts, dev_labels)
+    with pytest.raises(SystemExit, match="hold out fewer"):
+        quality.dev_split(train, 1000, tmp_path / "all")
+
+
 @pytest.mark.skipif(not (SHARED / "trec").is_dir(), reason="../shared/datasets is not here")
 def test_quality_benchmark_runs_all_columns_on_a_budget(tmp_path):
     quality = load_benchmark("quality")
