@@ -18,12 +18,18 @@ def load_benchmark(name: str):
     return module
 
 
-def test_labelled_sample_is_stratified_and_repeatable(tmp_path):
-    quality = load_benchmark("quality")
+def ninety_ten(tmp_path: Path) -> tuple[list[tuple[str, str]], Path]:
+    """1,000 documents, one in ten of the rare class, as a train CSV."""
     rows = [(f"doc {i}", "rare" if i % 10 == 0 else "common") for i in range(1000)]
     train = tmp_path / "train.csv"
     with open(train, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([("text", "label"), *rows])
+    return rows, train
+
+
+def test_labelled_sample_is_stratified_and_repeatable(tmp_path):
+    quality = load_benchmark("quality")
+    rows, train = ninety_ten(tmp_path)
     first = quality.labelled_sample(train, 50, tmp_path / "a.csv")
     texts, labels = quality.read_csv(first)
     assert Counter(labels) == {"common": 45, "rare": 5}  # each class in its share of train
@@ -38,10 +44,7 @@ def test_labelled_sample_is_stratified_and_repeatable(tmp_path):
 
 def test_dev_split_holds_out_a_stratified_sample_that_nothing_else_reads(tmp_path):
     quality = load_benchmark("quality")
-    rows = [(f"doc {i}", "rare" if i % 10 == 0 else "common") for i in range(1000)]
-    train = tmp_path / "train.csv"
-    with open(train, "w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([("text", "label"), *rows])
+    rows, train = ninety_ten(tmp_path)
     rest, dev = quality.dev_split(train, 200, tmp_path / "split")
     (rest_texts, rest_labels), (dev_texts, dev_labels) = quality.read_csv(rest), quality.read_csv(dev)
     assert Counter(dev_labels) == {"common": 180, "rare": 20}
