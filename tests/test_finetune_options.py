@@ -202,3 +202,20 @@ def test_val_every_validates_inside_epochs_and_keeps_the_best_point(trained, tmp
     saved = json.loads((tmp_path / "clf" / "training_args.json").read_text())["best"]
     assert (saved["step"], saved["val_accuracy"]) == (best["step"], best["val_accuracy"])
     assert rescore(tmp_path / "clf", val) == pytest.approx(best["val_accuracy"])
+
+
+def test_a_validation_tie_keeps_the_later_point(trained, tmp_path):
+    import json
+
+    from tinylm.config import FinetuneConfig, RunOptions
+    from tinylm.finetune import finetune
+    from tinylm.report import read_metrics
+
+    finetune(trained / "train.csv", trained / "base", tmp_path / "clf", FinetuneConfig.of(epochs=12, batch_size=8,
+             seq_len=32), run=RunOptions(quiet=True))
+    scores = [(r["epoch"], r["val_accuracy"]) for r in read_metrics(tmp_path / "clf" / "metrics.jsonl")
+              if "val_accuracy" in r]
+    top = max(score for _, score in scores)
+    assert sum(score == top for _, score in scores) > 1  # nine validation documents: the best score is reached again
+    best = json.loads((tmp_path / "clf" / "training_args.json").read_text())["best"]
+    assert best["epoch"] == max(epoch for epoch, score in scores if score == top)
