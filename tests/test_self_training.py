@@ -69,6 +69,9 @@ def test_rounds_are_recorded_and_round_0_is_the_plain_fine_tune(trained, corpus,
         assert sum(r["per_label"].values()) == r["pseudo_labels"] and set(r["per_label"]) == {"office", "software", "travel"}
         assert max(r["per_label"].values()) <= round(r["share"] * pool_size / 3)
         assert r["val_documents_as_confident"] >= 0 and "teacher_val" in r and r["predict_s"] >= 0
+        # two teachers, each calibrated on validation: the best classifier so far and the n-gram classifier
+        assert set(r["teachers"]) == {"transformer", "ngrams"}
+        assert all(0.25 <= t["temperature"] <= 16 and 0 <= t["val_accuracy"] <= 1 for t in r["teachers"].values())
     # round 0 trains exactly what the plain run trains: the same losses, step for step
     round0 = [(r["step"], r["loss"]) for r in records(tmp_path / "st") if r.get("round") == 0 and "loss" in r]
     assert round0 == [(r["step"], r["loss"]) for r in records(tmp_path / "plain") if "loss" in r]
@@ -77,7 +80,7 @@ def test_rounds_are_recorded_and_round_0_is_the_plain_fine_tune(trained, corpus,
     assert result["best"]["val_accuracy"] >= plain["best"]["val_accuracy"]
     args = json.loads((tmp_path / "st" / "training_args.json").read_text())
     assert args["best"]["round"] in (0, 1, 2) and args["self_training"]["rounds"] == 2
-    assert args["self_training"]["pool"] == pool_size
+    assert args["self_training"]["pool"] == pool_size and args["self_training"]["ngram_teacher"]
     inputs = json.loads((tmp_path / "st" / "provenance.json").read_text())["inputs"]
     assert [i["role"] for i in inputs] == ["train", "unlabelled"]
     assert not (tmp_path / "st" / "checkpoints").exists()
@@ -85,13 +88,15 @@ def test_rounds_are_recorded_and_round_0_is_the_plain_fine_tune(trained, corpus,
 
 def test_the_same_seed_gives_the_same_classifier(trained, corpus, tmp_path):
     train, pool = corpus
-    for name in ("a", "b"):
+    for name, ngrams in (("a", True), ("b", True), ("c", False)):
         finetune(train, trained / "base", tmp_path / name, FinetuneConfig.of(**COMMON), run=RunOptions(quiet=True),
-                 self_training=SelfTraining([pool], rounds=1))
+                 self_training=SelfTraining([pool], rounds=1, ngram_teacher=ngrams))
     assert_bitwise_equal_weights(tmp_path / "a", tmp_path / "b")
-    states = [json.loads((tmp_path / n / "self_training.json").read_text()) for n in ("a", "b")]
+    states = [json.loads((tmp_path / n / "self_training.json").read_text()) for n in ("a", "b", "c")]
     strip = [[{k: v for k, v in r.items() if not k.endswith("_s")} for r in s["rounds"]] for s in states]
     assert strip[0] == strip[1]
+    assert set(strip[2][1]["teachers"]) == {"transformer"}  # --no-ngram-teacher: the transformer alone, as it is
+    assert "temperature" not in strip[2][1]["teachers"]["transformer"]
 
 
 def test_labelled_documents_are_not_pseudo_labelled(trained, corpus, tmp_path):
@@ -133,6 +138,7 @@ def test_what_self_training_cannot_do_is_one_line(trained, corpus, tmp_path, cap
     base = ["finetune", str(train), "--base", str(trained / "base"), "--out", str(tmp_path / "x"), "--quiet"]
     assert_one_line_error(capsys, [*base, "--unlabelled", str(tmp_path / "missing.txt")], "missing.txt")
     assert_one_line_error(capsys, [*base, "--rounds", "3"], "--rounds is for self-training")
+    assert_one_line_error(capsys, [*base, "--no-ngram-teacher"], "--no-ngram-teacher is for self-training")
     assert_one_line_error(capsys, [*base, "--unlabelled", str(pool), "--rounds", "0"], "--rounds must be")
     only_labelled = tmp_path / "only.csv"
     only_labelled.write_text(train.read_text())

@@ -272,6 +272,9 @@ def finetune(
         show_default=False)] = None,
     rounds: Annotated[int, typer.Option(help="With --unlabelled: self-training rounds after the plain fine-tune.")]
     = SELF_TRAINING_ROUNDS,
+    ngram_teacher: Annotated[bool, typer.Option(
+        help="With --unlabelled: a bag-of-n-grams classifier (TF-IDF + logistic regression) chooses the pseudo-labels "
+             "together with the transformer.")] = True,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with a \\[train] table.")] = None,
     print_config: PrintConfig = False,
     *, flags: dict, run: RunOptions,
@@ -288,9 +291,10 @@ def finetune(
     if print_config:
         print(to_toml({"train": cfg}), end="")
         return
-    if rounds != SELF_TRAINING_ROUNDS and not unlabelled:
-        raise TinyLMError("--rounds is for self-training: add --unlabelled DATA")
-    self_training = SelfTraining(list(unlabelled), rounds) if unlabelled else None
+    if (rounds != SELF_TRAINING_ROUNDS or not ngram_teacher) and not unlabelled:
+        raise TinyLMError(f"{'--rounds' if rounds != SELF_TRAINING_ROUNDS else '--no-ngram-teacher'} is for "
+                          "self-training: add --unlabelled DATA")
+    self_training = SelfTraining(list(unlabelled), rounds, ngram_teacher) if unlabelled else None
     best = finetune_classifier(train_data, base, out_dir, cfg, val, run, self_training)["best"]
     if rank() == 0 and cfg.multi_label:
         out.print(f"best validation micro-F1 {best['val_micro_f1']:.4f} (macro-F1 {best['val_macro_f1']:.4f}, subset "

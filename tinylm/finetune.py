@@ -26,7 +26,8 @@ from tinylm.model import BertForSequenceClassification
 from tinylm.pii import scrub
 from tinylm.provenance import build_manifest, file_records, now, parent_record, resolve_scrub, scrub_record
 from tinylm.self_training import (STUDENT_NOISE, TEACHER_SHARE, RoundLog, SelfTraining, class_floors,
-                                  estimated_accuracy, read_state, select_pseudo_labels, selection_digest, write_state)
+                                  estimated_accuracy, pool_teachers, read_state, select_pseudo_labels, selection_digest,
+                                  write_state)
 from tinylm.state import remove_checkpoints
 from tinylm.tokenizer import MASK, PAD
 from tinylm.train import (Batch, MetricsLog, Plan, batch_identity, derived_seed, describe_batch, prepare_out_dir,
@@ -190,14 +191,15 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
             "processes": world.size, "scrub_pii": list(scrub_kinds or [])}  # predict and eval scrub their input alike
     if self_training:
         args["self_training"] = {"unlabelled": [str(p) for p in self_training.paths], "rounds": self_training.rounds,
-                                 **pool_counts}
+                                 "ngram_teacher": self_training.ngram_teacher, **pool_counts}
     manifest = dict(kind="classifier", inputs=inputs, parents=[parent_record(base_dir, "base")],
                     config={**args, "labels": data.labels}, command=run.command, started=started,
                     record_host=run.record_host, scrub=scrub_record(scrub_kinds, scrub_counts), hashing_s=hashing_s)
     best = BestEpoch(tokenizer, data, cfg, world, out_dir, args, manifest)
     identity = {"inputs": [r["sha256"] for r in inputs], "base": parent_record(base_dir, "base")["sha256"],
                 "train": batch_identity(cfg, world), "precision": precision, "labels": data.labels,
-                **({"rounds": self_training.rounds} if self_training else {})}
+                **({"rounds": self_training.rounds, "ngram_teacher": self_training.ngram_teacher}
+                   if self_training else {})}
     rounds = Rounds(base, tokenizer, data, cfg, world, run, out_dir, log, precision, best, identity)
     if self_training:
         summary, prior = self_train(rounds, self_training)
@@ -314,13 +316,12 @@ def choose_pseudo_labels(rounds: Rounds, self_training: SelfTraining, round_: in
                          val_targets: np.ndarray, state: dict, total: float | None) -> dict:
     """The round's pseudo-labels, from the best classifier so far, and the record of how they were chosen."""
     start = time.perf_counter()
-    teacher = rounds.best_model()
-    probs = rounds.probabilities(teacher, self_training.texts)
+    probs, val_probs, teachers = teach(rounds, self_training, val_targets)
     documents, labels = select_pseudo_labels(probs, shares, self_training.share(round_))
     floors = class_floors(probs, documents)
-    estimate = estimated_accuracy(rounds.probabilities(teacher, [r.text for r in rounds.data.val]), val_targets, floors)
+    estimate = estimated_accuracy(val_probs, val_targets, floors)
     predict_s = time.perf_counter() - start
-    record = {"round": round_, "teacher_val": dict(rounds.best.best),
+    record = {"round": round_, "teacher_val": dict(rounds.best.best), "teachers": teachers,
               "share": self_training.share(round_), "pseudo_labels": int(len(documents)),
               "per_label": {rounds.data.labels[c]: int((labels == c).sum()) for c in range(len(rounds.data.labels))},
               "lowest_confidence": {rounds.data.labels[c]: float(f) for c, f in enumerate(floors) if np.isfinite(f)},
@@ -328,13 +329,28 @@ def choose_pseudo_labels(rounds: Rounds, self_training: SelfTraining, round_: in
     console.print(f"round {round_}: {len(documents):,} pseudo-labels (the most confident {record['share']:.0%} of "
                   f"{len(self_training.texts):,}); the teacher is right on "
                   + (f"{estimate['val_accuracy_as_confident']:.1%}" if estimate["val_documents_as_confident"] else "-")
-                  + f" of the {estimate['val_documents_as_confident']} validation documents it is as sure of")
+                  + f" of the {estimate['val_documents_as_confident']} validation documents it is as sure of"
+                  + (" (teachers on validation: " + ", ".join(
+                      f"{name} {t['val_accuracy']:.1%} at temperature {t['temperature']:.2f}"
+                      for name, t in teachers.items()) + ")" if len(teachers) > 1 else ""))
     minutes = None
     if total:
         spent = sum(r.get("train_s", 0) + r.get("predict_s", 0) for r in state["rounds"]) + predict_s
         minutes = max(0.05, (total - spent) / (self_training.rounds - round_ + 1)) / 60
     return {"round": round_, "documents": documents.tolist(), "labels": labels.tolist(),
             "digest": selection_digest(documents, labels), "minutes": minutes, "record": record}
+
+
+def teach(rounds: Rounds, self_training: SelfTraining, val_targets: np.ndarray):
+    """The teacher's probabilities for the pool and the validation documents: the best classifier so far, with the
+    n-gram classifier beside it unless told otherwise (see tinylm.self_training.pool_teachers)."""
+    teacher, data = rounds.best_model(), rounds.data
+    val = [r.text for r in data.val]
+    views = {"transformer": (rounds.probabilities(teacher, self_training.texts), rounds.probabilities(teacher, val))}
+    if self_training.ngram_teacher:
+        views["ngrams"] = self_training.ngram_view([r.text for r in data.train], data.targets(data.train),
+                                                   len(data.labels), val)
+    return pool_teachers(views, val_targets)
 
 
 def resolve_seq_len(cfg: FinetuneConfig, limit: int) -> FinetuneConfig:

@@ -4,7 +4,9 @@ Curriculum self-training (pseudo-labels as in Lee 2013 and Du et al., NAACL 2021
 fresh student of every round as in Cascante-Bonilla et al., AAAI 2021, "Curriculum Labeling"):
 
 - round 0 is plain fine-tuning on the labelled documents;
-- in round r of R, the best classifier so far (by validation) labels every unlabelled document, and the most
+- in round r of R, the best classifier so far (by validation) labels every unlabelled document, together with a
+  bag-of-n-grams classifier trained on the labelled documents (tinylm.ngrams: a second view that errs elsewhere,
+  as in co-training, Blum & Mitchell 1998), the two calibrated on validation and multiplied; the most
   confident r/R of them are kept, class by class in the labelled documents' label shares (so that a class the
   teacher favours does not crowd out the others); a student is then fine-tuned from the same base, with a fresh
   head, on the labelled and the pseudo-labelled documents together, with 15% of its input tokens masked afresh in
@@ -30,6 +32,7 @@ from tinylm.config import SELF_TRAINING_ROUNDS
 from tinylm.data import Record, read_records
 from tinylm.errors import TinyLMError
 from tinylm.files import SELF_TRAINING_FILE as STATE_FILE, read_json, write_json
+from tinylm.ngrams import NgramClassifier, fit_temperature, pooled
 from tinylm.train import MetricsLog
 
 # The students' noise: a share of their input tokens replaced by [MASK] in every batch (as Noisy Student's students
@@ -44,7 +47,9 @@ class SelfTraining:
 
     paths: list[Path]
     rounds: int = SELF_TRAINING_ROUNDS
+    ngram_teacher: bool = True  # a bag-of-n-grams classifier teaches beside the transformer
     texts: list[str] = field(default_factory=list)  # the pool, once read (read_pool)
+    ngram_probs: tuple[np.ndarray, np.ndarray] | None = None  # (pool, validation), once computed (ngram_view)
 
     def __post_init__(self):
         if self.rounds < 1:
@@ -70,6 +75,32 @@ class SelfTraining:
 
     def share(self, round_: int) -> float:
         return round_ / self.rounds
+
+    def ngram_view(self, train: list[str], targets: np.ndarray, num_labels: int, val: list[str]):
+        """The n-gram classifier's probabilities for the pool and the validation documents; it learns from the
+        labelled training documents only, once per run (it does not change between rounds)."""
+        if self.ngram_probs is None:
+            ngrams = NgramClassifier().fit(train, targets, num_labels)
+            self.ngram_probs = ngrams.predict_proba(self.texts), ngrams.predict_proba(val)
+        return self.ngram_probs
+
+
+def pool_teachers(views: dict[str, tuple[np.ndarray, np.ndarray]], val_targets: np.ndarray):
+    """The teachers' views (name: (pool probabilities, validation probabilities)) as one teacher: each calibrated
+    on the validation documents by temperature, then multiplied (log-linear pooling), so that an overconfident
+    view counts for what its validation record earns. One view is taken as it is. Returns (pool, validation,
+    the record: each view's validation accuracy and temperature)."""
+    record = {name: {"val_accuracy": float((val.argmax(-1) == val_targets).mean()) if len(val_targets) else None}
+              for name, (_, val) in views.items()}
+    if len(views) == 1:
+        (pool, val), = views.values()
+        return pool, val, record
+    temperatures = [fit_temperature(val, val_targets) for _, val in views.values()]
+    for name, t in zip(views, temperatures):
+        record[name]["temperature"] = t
+    pool = pooled([p for p, _ in views.values()], temperatures)
+    val = pooled([v for _, v in views.values()], temperatures)
+    return pool, val, record
 
 
 def select_pseudo_labels(probs: np.ndarray, shares: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
