@@ -1,0 +1,70 @@
+"""Probe: how right would self-training's pseudo-labels be from the transformer alone, the n-gram classifier alone,
+or the two pooled? On a pool whose true labels are known (a labelled train file read as unlabelled).
+
+    python experiments/pseudo_label_views.py CLASSIFIER LABELLED.csv POOL.csv [DEV.csv]
+
+CLASSIFIER is a `tinylm finetune` run on LABELLED.csv (the benchmark's WORKDIR/DATASET/clf-tinylm and labelled.csv);
+POOL.csv is the train file it was sampled from. For each teacher it prints the accuracy of its most confident 25%,
+50% and 100% of the pool (what rounds 1 and 2 keep) and on DEV.csv if given. The temperatures are fitted on the
+classifier's own validation documents, as `finetune --unlabelled` does. Uses only tinylm's public functions.
+"""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tinylm.checkpoint import load_checkpoint
+from tinylm.config import FinetuneConfig
+from tinylm.evaluate import predict_proba
+from tinylm.finetune import stratified_split
+from tinylm.ngrams import NgramClassifier, fit_temperature, pooled
+
+
+def read(path: Path) -> tuple[list[str], list[str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def top(probs: np.ndarray, truth: np.ndarray, share: float) -> float:
+    order = np.argsort(-probs.max(-1), kind="stable")[:int(share * len(probs))]
+    return float((probs.argmax(-1)[order] == truth[order]).mean())
+
+
+def main(classifier: str, labelled: str, pool_file: str, dev: str | None = None):
+    model, tokenizer, _ = load_checkpoint(classifier, expect_kind="classifier")
+    config = json.loads((Path(classifier) / "config.json").read_text())
+    labels = [config["id2label"][str(i)] for i in range(config["num_labels"])]
+    texts, names = read(Path(labelled))
+    train_rows, val_rows = stratified_split(names, FinetuneConfig().val_fraction, FinetuneConfig().train.seed)
+    targets = np.array([labels.index(n) for n in names])
+    known = set(texts)
+    pool = [(t, n) for t, n in zip(*read(Path(pool_file))) if t not in known]
+    sets = {"pool": ([t for t, _ in pool], np.array([labels.index(n) for _, n in pool]))}
+    if dev:
+        dev_texts, dev_names = read(Path(dev))
+        sets["dev"] = (dev_texts, np.array([labels.index(n) for n in dev_names]))
+    ngrams = NgramClassifier().fit([texts[i] for i in train_rows], targets[train_rows], len(labels))
+    val = [texts[i] for i in val_rows]
+    seq_len = min(FinetuneConfig().train.seq_len or 10**9, model.config.max_position_embeddings)
+
+    def views(batch):
+        return predict_proba(model, tokenizer, batch, seq_len).numpy(), ngrams.predict_proba(batch)
+
+    val_views = views(val)
+    temperatures = [fit_temperature(v, targets[val_rows]) for v in val_views]
+    print(f"validation: {len(val)} documents; temperatures transformer {temperatures[0]:.2f}, "
+          f"n-grams {temperatures[1]:.2f}")
+    for name, (batch, truth) in sets.items():
+        transformer, ngram = views(batch)
+        for teacher, probs in (("transformer", transformer), ("n-grams", ngram),
+                               ("pooled", pooled([transformer, ngram], temperatures))):
+            print(f"{name:5} {teacher:12} accuracy {top(probs, truth, 1):.3f}  most confident 25% "
+                  f"{top(probs, truth, .25):.3f}  50% {top(probs, truth, .5):.3f}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
