@@ -53,7 +53,7 @@ class TfidfFeatures:
             df = Counter(gram for text in texts for gram in set(view(text)))
             vocabulary = {gram: i for i, gram in enumerate(sorted(df))}  # sorted: the same columns in every run
             self.vocabularies.append(vocabulary)
-            self.idf.append(np.array([math.log((1 + len(texts)) / (1 + df[g])) + 1 for g in sorted(df)]))
+            self.idf.append(np.array([math.log((1 + len(texts)) / (1 + df[g])) + 1 for g in vocabulary]))
         return self
 
     @property
