@@ -9,7 +9,6 @@ POOL.csv is the train file it was sampled from. For each teacher it prints the a
 classifier's own validation documents, as `finetune --unlabelled` does. Uses only tinylm's public functions.
 """
 
-import csv
 import json
 import sys
 from pathlib import Path
@@ -18,15 +17,15 @@ import numpy as np
 
 from tinylm.checkpoint import load_checkpoint
 from tinylm.config import FinetuneConfig
+from tinylm.data import read_records
 from tinylm.evaluate import predict_proba
 from tinylm.finetune import stratified_split
 from tinylm.ngrams import NgramClassifier, fit_temperature, pooled
 
 
 def read(path: Path) -> tuple[list[str], list[str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [r["text"] for r in rows], [r["label"] for r in rows]
+    records = read_records(path, label_column="label")
+    return [r.text for r in records], [r.label for r in records]
 
 
 def top(probs: np.ndarray, truth: np.ndarray, share: float) -> float:
