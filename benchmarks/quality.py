@@ -222,7 +222,7 @@ def run_dataset(name: str, args, work: Path, env: dict) -> dict:
         base, extra = COLUMNS[column]
         base = folder / base
         runs = []
-        for seed in range(args.seeds):  # fine-tuning seeds: the same base, another split, order and dropout
+        for seed in range(args.first_seed, args.first_seed + args.seeds):  # the same base, another split, order, dropout
             out = folder / f"clf-{column}" if seed == 0 else folder / f"clf-{column}-seed{seed}"
             clock = time.perf_counter()
             tinylm("finetune", labelled, "--base", base, "--out", out, "--max-minutes", args.finetune_minutes,
@@ -290,6 +290,8 @@ def main(argv=None):
     parser.add_argument("--max-epochs", type=int, default=100, help="fine-tuning epochs if the budget allows")
     parser.add_argument("--seeds", type=int, default=1, help="fine-tuning runs per column (seeds 0..N-1): their mean, "
                         "and the range of their accuracies")
+    parser.add_argument("--first-seed", type=int, default=0, help="start the seeds here (seeds F..F+N-1): to add "
+                        "seeds to an earlier run")
     parser.add_argument("--preset", default="mini", help="the model size for a 15-minute CPU budget (docs/pretraining.md)")
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--labelled", type=int, help="keep the labels of a stratified sample of this many train "

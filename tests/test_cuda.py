@@ -1,6 +1,6 @@
 """The CUDA path, where a GPU is present (skipped elsewhere; CI has none): the same loss curve as the CPU and the
 written-out reference in fp32, bf16 close to it, `--device auto` picking the GPU and bf16 with no flag, and
-checkpoints that move between GPU and CPU machines both ways."""
+checkpoints that move between GPU and CPU machines both ways, and self-training with the GPU teaching."""
 
 import json
 
@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DATA
+from conftest import DATA, write_labelled_csv
 from test_errors import run_cli
 from test_fast_path import ReferenceMLM, fresh, loss_curve
+from test_self_training import write_unlabelled
 from tinylm.checkpoint import load_checkpoint
+from tinylm.config import FinetuneConfig, RunOptions
+from tinylm.finetune import finetune
+from tinylm.self_training import SelfTraining
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -59,3 +63,23 @@ def test_pipeline_picks_the_gpu_and_its_checkpoints_move_between_gpu_and_cpu(cap
         code, out, err = run_cli(capsys, "eval", out_dir, DATA / "test.csv", "--json")
         assert code in (0, None), err
         assert json.loads(out)["accuracy"] > 0.125 + 0.3, (base, device, out)  # 8 balanced classes
+
+
+def test_self_training_runs_on_the_gpu_with_both_teachers(trained, tmp_path):
+    """`finetune --unlabelled` on CUDA: the transformer teaches from the GPU, the n-gram classifier from the CPU and
+    reads exactly as on a CPU machine (the same split, the same features); the kept point is never below round 0."""
+    train = write_labelled_csv(tmp_path / "train.csv", n=60, seed=3)
+    pool = write_unlabelled(tmp_path / "pool.jsonl", 240, seed=4)
+    cfg = FinetuneConfig.of(epochs=3, batch_size=16, seq_len=32, val_fraction=0.2)
+    states = {}
+    for device in ("cuda", "cpu"):
+        finetune(train, trained / "base", tmp_path / device, cfg, run=RunOptions(quiet=True, device=device),
+                 self_training=SelfTraining([pool], rounds=2))
+        states[device] = json.loads((tmp_path / device / "self_training.json").read_text())
+    gpu, cpu = states["cuda"], states["cpu"]
+    assert gpu["finished"] and [r["round"] for r in gpu["rounds"]] == [0, 1, 2]
+    assert gpu["rounds"][-1]["best_after"]["val_accuracy"] >= gpu["rounds"][0]["best_after"]["val_accuracy"]
+    for g, c in zip(gpu["rounds"][1:], cpu["rounds"][1:]):
+        assert g["pseudo_labels"] > 0 and set(g["teachers"]) == {"transformer", "ngrams"}
+    # round 1's n-gram classifier has learnt from the labelled documents alone: the same on both machines
+    assert gpu["rounds"][1]["teachers"]["ngrams"] == cpu["rounds"][1]["teachers"]["ngrams"]
