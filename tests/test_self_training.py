@@ -72,6 +72,11 @@ def test_rounds_are_recorded_and_round_0_is_the_plain_fine_tune(trained, corpus,
         # two teachers, each calibrated on validation: the best classifier so far and the n-gram classifier
         assert set(r["teachers"]) == {"transformer", "ngrams"}
         assert all(0.25 <= t["temperature"] <= 16 and 0 <= t["val_accuracy"] <= 1 for t in r["teachers"].values())
+    # co-training: the n-gram classifier learns from the labelled documents, then also from the last round's
+    # pseudo-labels
+    labelled, first, second = state["rounds"][0]["documents"], state["rounds"][1], state["rounds"][2]
+    assert first["teachers"]["ngrams"]["documents"] == labelled
+    assert second["teachers"]["ngrams"]["documents"] == labelled + first["pseudo_labels"]
     # round 0 trains exactly what the plain run trains: the same losses, step for step
     round0 = [(r["step"], r["loss"]) for r in records(tmp_path / "st") if r.get("round") == 0 and "loss" in r]
     assert round0 == [(r["step"], r["loss"]) for r in records(tmp_path / "plain") if "loss" in r]

@@ -287,6 +287,8 @@ def self_train(rounds: Rounds, self_training: SelfTraining) -> tuple[dict, float
 
     def finish_round(record: dict, summary: dict):
         state["rounds"].append({**record, "best_after": dict(best.best), "train_s": summary["elapsed_s"]})
+        if state["current"]:  # what the next round's n-gram teacher learns from besides the labelled documents
+            state["learnt"] = {key: state["current"][key] for key in ("documents", "labels")}
         state["current"] = None
         if world.is_main:  # every process keeps the state; rank 0 writes it
             remove_checkpoints(out_dir)  # before the state says the round is done: a resume must not find them
@@ -316,7 +318,7 @@ def choose_pseudo_labels(rounds: Rounds, self_training: SelfTraining, round_: in
                          val_targets: np.ndarray, state: dict, total: float | None) -> dict:
     """The round's pseudo-labels, from the best classifier so far, and the record of how they were chosen."""
     start = time.perf_counter()
-    probs, val_probs, teachers = teach(rounds, self_training, val_targets)
+    probs, val_probs, teachers = teach(rounds, self_training, val_targets, state.get("learnt"))
     documents, labels = select_pseudo_labels(probs, shares, self_training.share(round_))
     floors = class_floors(probs, documents)
     estimate = estimated_accuracy(val_probs, val_targets, floors)
@@ -341,16 +343,20 @@ def choose_pseudo_labels(rounds: Rounds, self_training: SelfTraining, round_: in
             "digest": selection_digest(documents, labels), "minutes": minutes, "record": record}
 
 
-def teach(rounds: Rounds, self_training: SelfTraining, val_targets: np.ndarray):
+def teach(rounds: Rounds, self_training: SelfTraining, val_targets: np.ndarray, learnt: dict | None):
     """The teacher's probabilities for the pool and the validation documents: the best classifier so far, with the
     n-gram classifier beside it unless told otherwise (see tinylm.self_training.pool_teachers)."""
     teacher, data = rounds.best_model(), rounds.data
     val = [r.text for r in data.val]
     views = {"transformer": (rounds.probabilities(teacher, self_training.texts), rounds.probabilities(teacher, val))}
     if self_training.ngram_teacher:
-        views["ngrams"] = self_training.ngram_view([r.text for r in data.train], data.targets(data.train),
-                                                   len(data.labels), val)
-    return pool_teachers(views, val_targets)
+        pool, val_probs, learnt_from = self_training.ngram_view([r.text for r in data.train],
+                                                                data.targets(data.train), len(data.labels), val, learnt)
+        views["ngrams"] = pool, val_probs
+    probs, val_probs, record = pool_teachers(views, val_targets)
+    if self_training.ngram_teacher:
+        record["ngrams"]["documents"] = learnt_from
+    return probs, val_probs, record
 
 
 def resolve_seq_len(cfg: FinetuneConfig, limit: int) -> FinetuneConfig:

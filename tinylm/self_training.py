@@ -5,8 +5,9 @@ fresh student of every round as in Cascante-Bonilla et al., AAAI 2021, "Curricul
 
 - round 0 is plain fine-tuning on the labelled documents;
 - in round r of R, the best classifier so far (by validation) labels every unlabelled document, together with a
-  bag-of-n-grams classifier trained on the labelled documents (tinylm.ngrams: a second view that errs elsewhere,
-  as in co-training, Blum & Mitchell 1998), the two calibrated on validation and multiplied; the most
+  bag-of-n-grams classifier (tinylm.ngrams: a second view that errs elsewhere, as in co-training, Blum & Mitchell
+  1998) trained on the labelled documents and the previous round's pseudo-labels, which it could not have labelled
+  alone; the two are calibrated on validation and multiplied; the most
   confident r/R of them are kept, class by class in the labelled documents' label shares (so that a class the
   teacher favours does not crowd out the others); a student is then fine-tuned from the same base, with a fresh
   head, on the labelled and the pseudo-labelled documents together, with 15% of its input tokens masked afresh in
@@ -38,6 +39,7 @@ from tinylm.train import MetricsLog
 # The students' noise: a share of their input tokens replaced by [MASK] in every batch (as Noisy Student's students
 # learn under noise that their teacher did not see): pretraining's masking rate, which the base has learnt to read.
 STUDENT_NOISE = 0.15
+NGRAM_PSEUDO_LABELS = 50_000  # the n-gram classifier's fit grows with its documents; beyond this, a sample
 TEACHER_SHARE = 1 / 3  # of a --max-minutes budget, for round 0; the student rounds share the rest and what it leaves
 
 
@@ -49,7 +51,6 @@ class SelfTraining:
     rounds: int = SELF_TRAINING_ROUNDS
     ngram_teacher: bool = True  # a bag-of-n-grams classifier teaches beside the transformer
     texts: list[str] = field(default_factory=list)  # the pool, once read (read_pool)
-    ngram_probs: tuple[np.ndarray, np.ndarray] | None = None  # (pool, validation), once computed (ngram_view)
 
     def __post_init__(self):
         if self.rounds < 1:
@@ -76,13 +77,20 @@ class SelfTraining:
     def share(self, round_: int) -> float:
         return round_ / self.rounds
 
-    def ngram_view(self, train: list[str], targets: np.ndarray, num_labels: int, val: list[str]):
-        """The n-gram classifier's probabilities for the pool and the validation documents; it learns from the
-        labelled training documents only, once per run (it does not change between rounds)."""
-        if self.ngram_probs is None:
-            ngrams = NgramClassifier().fit(train, targets, num_labels)
-            self.ngram_probs = ngrams.predict_proba(self.texts), ngrams.predict_proba(val)
-        return self.ngram_probs
+    def ngram_view(self, train: list[str], targets: np.ndarray, num_labels: int, val: list[str],
+                   learnt: dict | None = None):
+        """The n-gram classifier's probabilities for the pool and the validation documents. It learns from the
+        labelled training documents and, after a student round, from that round's pseudo-labels too (co-training,
+        Blum & Mitchell 1998: the view that knows only words learns from the documents the pooled teachers were
+        sure of, which it could not label alone), at most NGRAM_PSEUDO_LABELS of them, evenly spread. Returns (pool,
+        validation, how many documents it learnt from)."""
+        texts, labels = list(train), np.asarray(targets)
+        if learnt and learnt["documents"]:
+            stride = -(-len(learnt["documents"]) // NGRAM_PSEUDO_LABELS)
+            texts += [self.texts[i] for i in learnt["documents"][::stride]]
+            labels = np.concatenate([labels, np.asarray(learnt["labels"][::stride], dtype=labels.dtype)])
+        ngrams = NgramClassifier().fit(texts, labels, num_labels)
+        return ngrams.predict_proba(self.texts), ngrams.predict_proba(val), len(texts)
 
 
 def pool_teachers(views: dict[str, tuple[np.ndarray, np.ndarray]], val_targets: np.ndarray):
