@@ -6,7 +6,10 @@ or the two pooled? On a pool whose true labels are known (a labelled train file 
 CLASSIFIER is a `tinylm finetune` run on LABELLED.csv (the benchmark's WORKDIR/DATASET/clf-tinylm and labelled.csv);
 POOL.csv is the train file it was sampled from. For each teacher it prints the accuracy of its most confident 25%,
 50% and 100% of the pool (what rounds 1 and 2 keep) and on DEV.csv if given. The temperatures are fitted on the
-classifier's own validation documents, as `finetune --unlabelled` does. Uses only tinylm's public functions.
+classifier's own validation documents, as `finetune --unlabelled` does. The last two teachers are round 2's
+co-training: the n-gram classifier refitted on the training documents and the pooled teachers' most confident
+half of the pool (round 1's pseudo-labels, chosen as `finetune --unlabelled` chooses them), alone and pooled with
+the transformer. Uses only tinylm's public functions.
 """
 
 import json
@@ -21,6 +24,7 @@ from tinylm.data import read_records
 from tinylm.evaluate import predict_proba
 from tinylm.finetune import stratified_split
 from tinylm.ngrams import NgramClassifier, fit_temperature, pooled
+from tinylm.self_training import select_pseudo_labels
 
 
 def read(path: Path) -> tuple[list[str], list[str]]:
@@ -57,11 +61,21 @@ def main(classifier: str, labelled: str, pool_file: str, dev: str | None = None)
     temperatures = [fit_temperature(v, targets[val_rows]) for v in val_views]
     print(f"validation: {len(val)} documents; temperatures transformer {temperatures[0]:.2f}, "
           f"n-grams {temperatures[1]:.2f}")
+    pool_texts = sets["pool"][0]
+    shares = np.bincount(targets[train_rows], minlength=len(labels)) / len(train_rows)
+    chosen, pseudo = select_pseudo_labels(pooled(list(views(pool_texts)), temperatures), shares, 0.5)
+    cotrained = NgramClassifier().fit([texts[i] for i in train_rows] + [pool_texts[i] for i in chosen],
+                                      np.concatenate([targets[train_rows], pseudo]), len(labels))
+    t_co = fit_temperature(cotrained.predict_proba(val), targets[val_rows])
+    print(f"co-trained n-grams: {len(train_rows) + len(chosen)} documents, temperature {t_co:.2f}")
     for name, (batch, truth) in sets.items():
         transformer, ngram = views(batch)
+        co = cotrained.predict_proba(batch)
         for teacher, probs in (("transformer", transformer), ("n-grams", ngram),
-                               ("pooled", pooled([transformer, ngram], temperatures))):
-            print(f"{name:5} {teacher:12} accuracy {top(probs, truth, 1):.3f}  most confident 25% "
+                               ("pooled", pooled([transformer, ngram], temperatures)),
+                               ("co-trained n-grams", co), ("co-trained, pooled",
+                                                            pooled([transformer, co], [temperatures[0], t_co]))):
+            print(f"{name:5} {teacher:19} accuracy {top(probs, truth, 1):.3f}  most confident 25% "
                   f"{top(probs, truth, .25):.3f}  50% {top(probs, truth, .5):.3f}")
 
 
