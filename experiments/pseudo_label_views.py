@@ -61,15 +61,16 @@ def main(classifier: str, labelled: str, pool_file: str, dev: str | None = None)
     temperatures = [fit_temperature(v, targets[val_rows]) for v in val_views]
     print(f"validation: {len(val)} documents; temperatures transformer {temperatures[0]:.2f}, "
           f"n-grams {temperatures[1]:.2f}")
+    predicted = {name: views(batch) for name, (batch, _) in sets.items()}  # each set read once by both teachers
     pool_texts = sets["pool"][0]
     shares = np.bincount(targets[train_rows], minlength=len(labels)) / len(train_rows)
-    chosen, pseudo = select_pseudo_labels(pooled(list(views(pool_texts)), temperatures), shares, 0.5)
+    chosen, pseudo = select_pseudo_labels(pooled(list(predicted["pool"]), temperatures), shares, 0.5)
     cotrained = NgramClassifier().fit([texts[i] for i in train_rows] + [pool_texts[i] for i in chosen],
                                       np.concatenate([targets[train_rows], pseudo]), len(labels))
     t_co = fit_temperature(cotrained.predict_proba(val), targets[val_rows])
     print(f"co-trained n-grams: {len(train_rows) + len(chosen)} documents, temperature {t_co:.2f}")
     for name, (batch, truth) in sets.items():
-        transformer, ngram = views(batch)
+        transformer, ngram = predicted[name]
         co = cotrained.predict_proba(batch)
         for teacher, probs in (("transformer", transformer), ("n-grams", ngram),
                                ("pooled", pooled([transformer, ngram], temperatures)),
