@@ -12,7 +12,7 @@ import pytest
 from conftest import write_labelled_csv
 from test_errors import assert_one_line_error
 from test_resume import assert_bitwise_equal_weights, run_to_end, start_and_stop_at
-from tinylm.config import FinetuneConfig, RunOptions
+from tinylm.config import FinetuneConfig, RunOptions, SELF_TRAINING_ROUNDS
 from tinylm.errors import TinyLMError
 from tinylm.finetune import finetune
 from tinylm.self_training import SelfTraining, class_floors, estimated_accuracy, select_pseudo_labels
@@ -89,6 +89,10 @@ def test_rounds_are_recorded_and_round_0_is_the_plain_fine_tune(trained, corpus,
     inputs = json.loads((tmp_path / "st" / "provenance.json").read_text())["inputs"]
     assert [i["role"] for i in inputs] == ["train", "unlabelled"]
     assert not (tmp_path / "st" / "checkpoints").exists()
+    # a plain fine-tune over the folder replaces the run: the old rounds must not stay beside a model they did not make
+    finetune(train, trained / "base", tmp_path / "st", FinetuneConfig.of(**COMMON),
+             run=RunOptions(quiet=True, overwrite=True))
+    assert not (tmp_path / "st" / "self_training.json").exists()
 
 
 def test_the_same_seed_gives_the_same_classifier(trained, corpus, tmp_path):
@@ -142,7 +146,8 @@ def test_what_self_training_cannot_do_is_one_line(trained, corpus, tmp_path, cap
     train, pool = corpus
     base = ["finetune", str(train), "--base", str(trained / "base"), "--out", str(tmp_path / "x"), "--quiet"]
     assert_one_line_error(capsys, [*base, "--unlabelled", str(tmp_path / "missing.txt")], "missing.txt")
-    assert_one_line_error(capsys, [*base, "--rounds", "3"], "--rounds is for self-training")
+    # even the default number of rounds, asked for without --unlabelled, is a mistake worth saying
+    assert_one_line_error(capsys, [*base, "--rounds", str(SELF_TRAINING_ROUNDS)], "--rounds is for self-training")
     assert_one_line_error(capsys, [*base, "--no-ngram-teacher"], "--no-ngram-teacher is for self-training")
     assert_one_line_error(capsys, [*base, "--unlabelled", str(pool), "--rounds", "0"], "--rounds must be")
     only_labelled = tmp_path / "only.csv"

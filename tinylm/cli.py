@@ -270,8 +270,9 @@ def finetune(
         help="Unlabelled documents to learn from too (any DATA format; repeat the flag for several): self-training "
              "rounds with pseudo-labels, keeping what validation prefers (docs/finetuning.md#unlabelled-documents).",
         show_default=False)] = None,
-    rounds: Annotated[int, typer.Option(help="With --unlabelled: self-training rounds after the plain fine-tune.")]
-    = SELF_TRAINING_ROUNDS,
+    rounds: Annotated[Optional[int], typer.Option(
+        help=f"With --unlabelled: self-training rounds after the plain fine-tune \\[default: {SELF_TRAINING_ROUNDS}].",
+        show_default=False)] = None,
     ngram_teacher: Annotated[bool, typer.Option(
         help="With --unlabelled: a bag-of-n-grams classifier (TF-IDF + logistic regression) chooses the pseudo-labels "
              "together with the transformer.")] = True,
@@ -291,9 +292,10 @@ def finetune(
     if print_config:
         print(to_toml({"train": cfg}), end="")
         return
-    if (rounds != SELF_TRAINING_ROUNDS or not ngram_teacher) and not unlabelled:
-        raise TinyLMError(f"{'--rounds' if rounds != SELF_TRAINING_ROUNDS else '--no-ngram-teacher'} is for "
+    if (rounds is not None or not ngram_teacher) and not unlabelled:
+        raise TinyLMError(f"{'--rounds' if rounds is not None else '--no-ngram-teacher'} is for "
                           "self-training: add --unlabelled DATA")
+    rounds = SELF_TRAINING_ROUNDS if rounds is None else rounds
     self_training = SelfTraining(list(unlabelled), rounds, ngram_teacher) if unlabelled else None
     best = finetune_classifier(train_data, base, out_dir, cfg, val, run, self_training)["best"]
     if rank() == 0 and cfg.multi_label:

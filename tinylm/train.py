@@ -25,7 +25,7 @@ from tinylm.config import RunOptions, StageConfig, TrainArgs
 from tinylm.devices import autocast, console
 from tinylm.distributed import World
 from tinylm.errors import Interrupted, TinyLMError
-from tinylm.files import METRICS_FILE, WEIGHTS_FILE
+from tinylm.files import METRICS_FILE, SELF_TRAINING_FILE, WEIGHTS_FILE
 from tinylm.state import latest_checkpoint, load_state, remove_checkpoints, save_state, saved_run_args
 
 
@@ -464,6 +464,8 @@ def prepare_out_dir(out_dir: Path, run: RunOptions, world: World | None = None, 
     check_out_dir(out_dir, run.overwrite or run.resume, flag="--out ")
     if run.overwrite:
         remove_checkpoints(out_dir)  # an old run's checkpoints must not be resumed
+        # nor its self-training rounds carried into the new model folder (save_checkpoint carries run files over)
+        (out_dir / SELF_TRAINING_FILE).unlink(missing_ok=True)
     if run.resume and latest_checkpoint(out_dir) is None and not unfinished:
         if (out_dir / WEIGHTS_FILE).is_file():
             raise TinyLMError(f"--resume: {out_dir} has no checkpoint to resume from (the run finished, or stopped "
