@@ -12,9 +12,10 @@ import pytest
 from conftest import write_labelled_csv
 from test_errors import assert_one_line_error
 from test_resume import assert_bitwise_equal_weights, run_to_end, start_and_stop_at
-from tinylm.config import FinetuneConfig, RunOptions, SELF_TRAINING_ROUNDS
+from tinylm.config import BertConfig, FinetuneConfig, RunOptions, SELF_TRAINING_ROUNDS
 from tinylm.errors import TinyLMError
-from tinylm.finetune import finetune
+from tinylm.model import BertForSequenceClassification
+from tinylm.finetune import finetune, prior_loss, soft_prior_loss
 from tinylm.self_training import SelfTraining, class_floors, estimated_accuracy, select_pseudo_labels
 
 COMMON = dict(epochs=2, batch_size=16, seq_len=32, val_fraction=0.2)
@@ -108,6 +109,52 @@ def test_the_same_seed_gives_the_same_classifier(trained, corpus, tmp_path):
     assert "temperature" not in strip[2][1]["teachers"]["transformer"]
 
 
+def test_soft_targets_weigh_and_average_as_class_ids_do():
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=32), num_labels=3).eval()
+    ids, labels = torch.randint(5, 50, (4, 7)), torch.tensor([0, 2, 2, 1])
+    weights = torch.tensor([0.5, 2.0, 1.0])
+    for w in (None, weights):  # one-hot probabilities are the class ids, weights and all
+        hard, _ = model(ids, labels=labels, class_weights=w)
+        soft, _ = model(ids, labels=torch.eye(3)[labels], class_weights=w)
+        torch.testing.assert_close(soft, hard)
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.0, 0.5, 0.5], [0.3, 0.6, 0.1]])
+    soft, logits = model(ids, labels=probs)  # the KL divergence: the cross-entropy less the targets' entropy
+    entropy = -torch.xlogy(probs, probs).sum(-1)
+    torch.testing.assert_close(soft, (-(probs * logits.log_softmax(-1)).sum(-1) - entropy).mean())
+    # the prior: the best constant answer is the targets' mean, and it scores their KL from it
+    mean = probs.double().mean(0)
+    expected = (torch.xlogy(probs.double(), probs.double()) - probs.double() * mean.log()).sum(-1).mean()
+    assert soft_prior_loss(probs.numpy(), None) == pytest.approx(float(expected))
+    assert soft_prior_loss(np.eye(3)[[0, 2, 2, 1]], weights) == pytest.approx(prior_loss([0, 2, 2, 1], 3, weights))
+
+
+def test_soft_targets_teach_students_the_teachers_probabilities(trained, corpus, tmp_path):
+    train, pool = corpus
+    for name in ("a", "b"):
+        finetune(train, trained / "base", tmp_path / name, FinetuneConfig.of(**COMMON), run=RunOptions(quiet=True),
+                 self_training=SelfTraining([pool], rounds=1, soft_targets=True))
+    assert_bitwise_equal_weights(tmp_path / "a", tmp_path / "b")
+    args = json.loads((tmp_path / "a" / "training_args.json").read_text())
+    assert args["self_training"]["soft_targets"]
+    # the probabilities the student learnt are the pooled teacher's, one row per pseudo-label, each a distribution
+    state = json.loads((tmp_path / "a" / "self_training.json").read_text())
+    finetune(train, trained / "base", tmp_path / "hard", FinetuneConfig.of(**COMMON), run=RunOptions(quiet=True),
+             self_training=SelfTraining([pool], rounds=1))
+    learnt = json.loads((tmp_path / "hard" / "self_training.json").read_text())["learnt"]
+    # the same teacher chose the same documents and labels
+    assert {key: state["learnt"][key] for key in ("documents", "labels")} == learnt
+    probabilities = np.array(state["learnt"]["probabilities"])
+    assert probabilities.shape == (len(learnt["documents"]), 3)
+    np.testing.assert_allclose(probabilities.sum(-1), 1, rtol=1e-6)
+    assert (probabilities.argmax(-1) == learnt["labels"]).all() and (probabilities.max(-1) < 1).any()
+    # and it learnt something else than the hard labels would have taught
+    soft_losses = [r["loss"] for r in records(tmp_path / "a") if r.get("round") == 1 and "loss" in r]
+    hard_losses = [r["loss"] for r in records(tmp_path / "hard") if r.get("round") == 1 and "loss" in r]
+    assert len(soft_losses) == len(hard_losses) and soft_losses != hard_losses
+
+
 def test_labelled_documents_are_not_pseudo_labelled(trained, corpus, tmp_path):
     train, pool = corpus
     both = tmp_path / "both.jsonl"  # the pool plus every labelled text again, and a repeated text
@@ -149,6 +196,7 @@ def test_what_self_training_cannot_do_is_one_line(trained, corpus, tmp_path, cap
     # even the default number of rounds, asked for without --unlabelled, is a mistake worth saying
     assert_one_line_error(capsys, [*base, "--rounds", str(SELF_TRAINING_ROUNDS)], "--rounds is for self-training")
     assert_one_line_error(capsys, [*base, "--no-ngram-teacher"], "--no-ngram-teacher is for self-training")
+    assert_one_line_error(capsys, [*base, "--soft-targets"], "--soft-targets is for self-training")
     assert_one_line_error(capsys, [*base, "--unlabelled", str(pool), "--rounds", "0"], "--rounds must be")
     only_labelled = tmp_path / "only.csv"
     only_labelled.write_text(train.read_text())

@@ -22,7 +22,7 @@ from tinylm.evaluate import classification_report, multi_label_report, predict_p
 from tinylm.labels import (MULTI_LABEL, SINGLE_LABEL, LabelScheme, balanced_pos_weight, choose_thresholds,
                            multi_hot, multi_label_decisions, multi_label_prior, multi_label_prior_loss,
                            split_labels)
-from tinylm.model import BertForSequenceClassification
+from tinylm.model import BertForSequenceClassification, soft_target_loss
 from tinylm.pii import scrub
 from tinylm.provenance import build_manifest, file_records, now, parent_record, resolve_scrub, scrub_record
 from tinylm.self_training import (STUDENT_NOISE, TEACHER_SHARE, RoundLog, SelfTraining, class_floors,
@@ -65,7 +65,8 @@ class ClassificationBatches:
     def __init__(self, sequences: list[list[int]], targets, batch_size: int, seed: int, pad_id: int,
                  class_weights: torch.Tensor | None = None, layout: Layout = Layout(),
                  pos_weight: torch.Tensor | None = None, noise: tuple[float, int] | None = None):
-        """targets: a class id per sequence, or (multi-label) a (sequences, labels) array of 0/1.
+        """targets: a class id per sequence, or a (sequences, labels) array: class probabilities (single-label soft
+        targets) or 0/1 (multi-label).
         noise: (probability, mask id): each token of a document but [CLS] and [SEP] is replaced by [MASK] with that
         probability, afresh in every batch (the noise of a self-training student, see tinylm.self_training)."""
         self.sequences, self.batch_size, self.seed, self.pad_id = sequences, batch_size, seed, pad_id
@@ -106,7 +107,10 @@ class ClassificationBatches:
         extra = {"class_weights": self.class_weights} if self.class_weights is not None else {}
         if self.pos_weight is not None:
             extra["pos_weight"] = self.pos_weight
-        n_targets = float(self.class_weights[labels].sum()) if self.class_weights is not None else float(len(labels))
+        n_targets = float(len(labels))
+        if self.class_weights is not None:  # class ids, or class probabilities (soft targets)
+            n_targets = float((labels @ self.class_weights if labels.is_floating_point()
+                               else self.class_weights[labels]).sum())
         return Batch({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, **extra},
                      n_tokens=int(attention_mask.sum() * weight), n_targets=n_targets * weight, epoch=epoch + 1,
                      epoch_end=position == self.steps_per_epoch - 1,
@@ -136,6 +140,16 @@ def prior_loss(targets: list[int], k: int, weights: torch.Tensor | None) -> floa
     mass = mass * weights.double() if weights is not None else mass
     shares = mass[mass > 0] / mass.sum()
     return float(-(shares * shares.log()).sum())
+
+
+def soft_prior_loss(targets: np.ndarray, weights: torch.Tensor | None) -> float:
+    """prior_loss for class probabilities: the soft-target loss of the best constant answer, the targets' weighted
+    mean (tinylm.model.soft_target_loss)."""
+    targets = torch.from_numpy(targets).double()
+    mass = targets * (weights.double() if weights is not None else 1.0)
+    mean = (mass.sum(0) / mass.sum()).clamp_min(1e-300)  # a class no target gives mass to adds 0 x log of it
+    return float(soft_target_loss(mean.log().expand_as(targets), targets,
+                                  weights.double() if weights is not None else None))
 
 
 def scrub_records(records: list[Record], kinds: tuple[str, ...]) -> dict[str, int]:
@@ -191,15 +205,16 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
             "processes": world.size, "scrub_pii": list(scrub_kinds or [])}  # predict and eval scrub their input alike
     if self_training:
         args["self_training"] = {"unlabelled": [str(p) for p in self_training.paths], "rounds": self_training.rounds,
-                                 "ngram_teacher": self_training.ngram_teacher, **pool_counts}
+                                 "ngram_teacher": self_training.ngram_teacher,
+                                 "soft_targets": self_training.soft_targets, **pool_counts}
     manifest = dict(kind="classifier", inputs=inputs, parents=[parent_record(base_dir, "base")],
                     config={**args, "labels": data.labels}, command=run.command, started=started,
                     record_host=run.record_host, scrub=scrub_record(scrub_kinds, scrub_counts), hashing_s=hashing_s)
     best = BestEpoch(tokenizer, data, cfg, world, out_dir, args, manifest)
     identity = {"inputs": [r["sha256"] for r in inputs], "base": parent_record(base_dir, "base")["sha256"],
                 "train": batch_identity(cfg, world), "precision": precision, "labels": data.labels,
-                **({"rounds": self_training.rounds, "ngram_teacher": self_training.ngram_teacher}
-                   if self_training else {})}
+                **({"rounds": self_training.rounds, "ngram_teacher": self_training.ngram_teacher,
+                    "soft_targets": self_training.soft_targets} if self_training else {})}
     rounds = Rounds(base, tokenizer, data, cfg, world, run, out_dir, log, precision, best, identity)
     if self_training:
         summary, prior = self_train(rounds, self_training)
@@ -220,8 +235,11 @@ class Rounds:
         self.base, self.tokenizer, self.data, self.cfg, self.world, self.run = base, tokenizer, data, cfg, world, run
         self.out_dir, self.log, self.precision, self.best, self.identity = out_dir, log, precision, best, identity
 
-    def fit(self, records: list[Record], minutes: float | None, round_: int | None = None) -> tuple[dict, float]:
-        """(the loop's summary, the prior loss: what a classifier ignoring the text scores)."""
+    def fit(self, records: list[Record], minutes: float | None, round_: int | None = None,
+            soft: np.ndarray | None = None) -> tuple[dict, float]:
+        """(the loop's summary, the prior loss: what a classifier ignoring the text scores). soft: the records' class
+        probabilities to learn instead of their labels (a student's soft targets); the labels still set the class
+        weights and the prior."""
         cfg, data = self.cfg, self.data
         model = classifier_from_base(self.base, cfg, len(data.labels))
         sequences, owners = encode_for_classification(self.tokenizer, [r.text for r in records], cfg.train.seq_len,
@@ -234,10 +252,11 @@ class Rounds:
             start_at_prior(model, multi_label_prior(targets, pos_weight))
         else:
             weights, pos_weight = balanced_weights(targets.tolist(), len(data.labels)) if balanced else None, None
-            prior = prior_loss(targets.tolist(), len(data.labels), weights)
+            prior = prior_loss(targets.tolist(), len(data.labels), weights) if soft is None else \
+                soft_prior_loss(soft[owners], weights)
         noise = (STUDENT_NOISE, self.tokenizer.token_to_id(MASK)) if round_ else None  # a student learns under noise
-        batches = ClassificationBatches(sequences, targets, cfg.train.batch_size, cfg.train.seed,
-                                        self.tokenizer.token_to_id(PAD), weights,
+        batches = ClassificationBatches(sequences, targets if soft is None else soft[owners], cfg.train.batch_size,
+                                        cfg.train.seed, self.tokenizer.token_to_id(PAD), weights,
                                         self.world.layout(cfg.train.grad_accum), pos_weight, noise)
         what = "finetune" if round_ is None else f"round {round_}"
         console.print(f"{what}: {len(records):,} documents, {cfg.epochs} epochs of {batches.steps_per_epoch} steps, "
@@ -288,7 +307,8 @@ def self_train(rounds: Rounds, self_training: SelfTraining) -> tuple[dict, float
     def finish_round(record: dict, summary: dict):
         state["rounds"].append({**record, "best_after": dict(best.best), "train_s": summary["elapsed_s"]})
         if state["current"]:  # what the next round's n-gram teacher learns from besides the labelled documents
-            state["learnt"] = {key: state["current"][key] for key in ("documents", "labels")}
+            state["learnt"] = {key: state["current"][key] for key in ("documents", "labels", "probabilities")
+                               if key in state["current"]}
         state["current"] = None
         if world.is_main:  # every process keeps the state; rank 0 writes it
             remove_checkpoints(out_dir)  # before the state says the round is done: a resume must not find them
@@ -306,7 +326,12 @@ def self_train(rounds: Rounds, self_training: SelfTraining) -> tuple[dict, float
                 write_state(out_dir, state)
         pseudo = [Record(self_training.texts[i], data.labels[label])
                   for i, label in zip(current["documents"], current["labels"])]
-        summary, prior = rounds.fit(data.train + pseudo, current["minutes"], round_=round_)
+        soft = None
+        if self_training.soft_targets:  # the labelled documents' own labels, the teacher's probabilities for the rest
+            soft = np.concatenate([np.eye(len(data.labels))[data.targets(data.train)],
+                                   np.asarray(current["probabilities"]).reshape(-1, len(data.labels))])
+            soft = soft.astype(np.float32)
+        summary, prior = rounds.fit(data.train + pseudo, current["minutes"], round_=round_, soft=soft)
         finish_round(current["record"], summary)
     if world.is_main:
         state["finished"] = True
@@ -340,6 +365,7 @@ def choose_pseudo_labels(rounds: Rounds, self_training: SelfTraining, round_: in
         spent = sum(r.get("train_s", 0) + r.get("predict_s", 0) for r in state["rounds"]) + predict_s
         minutes = max(0.05, (total - spent) / (self_training.rounds - round_ + 1)) / 60
     return {"round": round_, "documents": documents.tolist(), "labels": labels.tolist(),
+            **({"probabilities": probs[documents].tolist()} if self_training.soft_targets else {}),
             "digest": selection_digest(documents, labels), "minutes": minutes, "record": record}
 
 

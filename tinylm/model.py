@@ -317,6 +317,15 @@ class BertForMaskedLM(BertPreTrainedModel):
         return F.cross_entropy(logits.float(), targets), logits
 
 
+def soft_target_loss(log_probs: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor | None = None):
+    """KL divergence of the predicted from the target distributions, the class weights weighing each class's share of
+    it, over the weighted target mass: for one-hot targets, exactly cross-entropy with class ids (the targets'
+    entropy, a constant, is left out of the loss so that a perfect student scores 0, as with labels)."""
+    weights = class_weights if class_weights is not None else torch.ones_like(targets[0])
+    divergence = weights * (torch.xlogy(targets, targets) - targets * log_probs)
+    return divergence.sum() / (targets * weights).sum()
+
+
 class BertForSequenceClassification(BertPreTrainedModel):
     """Encoder + sentence representation + dropout + linear classifier.
 
@@ -349,8 +358,9 @@ class BertForSequenceClassification(BertPreTrainedModel):
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None, class_weights=None,
                 pos_weight=None):
-        """Returns logits (B, num_labels), or (loss, logits) when labels are given: class ids (B,) for single-label,
-        0/1 floats (B, num_labels) for multi-label, whose positives weigh pos_weight (num_labels,) if given."""
+        """Returns logits (B, num_labels), or (loss, logits) when labels are given: class ids (B,) or class
+        probabilities (B, num_labels) for single-label, 0/1 floats (B, num_labels) for multi-label, whose positives
+        weigh pos_weight (num_labels,) if given."""
         hidden, pooled = self.bert(input_ids, attention_mask, token_type_ids)
         if self.pooling == "mean":
             pooled = mean_pool(hidden, attention_mask)
@@ -361,4 +371,6 @@ class BertForSequenceClassification(BertPreTrainedModel):
             return logits
         if self.problem_type == MULTI_LABEL:
             return F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=pos_weight), logits
+        if labels.is_floating_point():  # soft targets: KL(labels || softmax), weighted and averaged as class ids are
+            return soft_target_loss(logits.float().log_softmax(-1), labels, class_weights), logits
         return F.cross_entropy(logits.float(), labels, weight=class_weights), logits

@@ -50,6 +50,7 @@ class SelfTraining:
     paths: list[Path]
     rounds: int = SELF_TRAINING_ROUNDS
     ngram_teacher: bool = True  # a bag-of-n-grams classifier teaches beside the transformer
+    soft_targets: bool = False  # students learn the pooled teacher's probabilities, not only its labels
     texts: list[str] = field(default_factory=list)  # the pool, once read (read_pool)
 
     def __post_init__(self):
