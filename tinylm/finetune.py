@@ -245,6 +245,7 @@ class Rounds:
         sequences, owners = encode_for_classification(self.tokenizer, [r.text for r in records], cfg.train.seq_len,
                                                       cfg.long_docs)  # with windows, each window carries its label(s)
         targets = data.targets(records)[owners]
+        soft = None if soft is None else soft[owners]
         balanced = cfg.class_weights == ClassWeights.balanced
         if cfg.multi_label:
             weights, pos_weight = None, balanced_pos_weight(targets) if balanced else None
@@ -253,9 +254,9 @@ class Rounds:
         else:
             weights, pos_weight = balanced_weights(targets.tolist(), len(data.labels)) if balanced else None, None
             prior = prior_loss(targets.tolist(), len(data.labels), weights) if soft is None else \
-                soft_prior_loss(soft[owners], weights)
+                soft_prior_loss(soft, weights)
         noise = (STUDENT_NOISE, self.tokenizer.token_to_id(MASK)) if round_ else None  # a student learns under noise
-        batches = ClassificationBatches(sequences, targets if soft is None else soft[owners], cfg.train.batch_size,
+        batches = ClassificationBatches(sequences, targets if soft is None else soft, cfg.train.batch_size,
                                         cfg.train.seed, self.tokenizer.token_to_id(PAD), weights,
                                         self.world.layout(cfg.train.grad_accum), pos_weight, noise)
         what = "finetune" if round_ is None else f"round {round_}"
