@@ -6,10 +6,11 @@ or the two pooled? On a pool whose true labels are known (a labelled train file 
 CLASSIFIER is a `tinylm finetune` run on LABELLED.csv (the benchmark's WORKDIR/DATASET/clf-tinylm and labelled.csv);
 POOL.csv is the train file it was sampled from. For each teacher it prints the accuracy of its most confident 25%,
 50% and 100% of the pool (what rounds 1 and 2 keep) and on DEV.csv if given. The temperatures are fitted on the
-classifier's own validation documents, as `finetune --unlabelled` does. The last two teachers are round 2's
-co-training: the n-gram classifier refitted on the training documents and the pooled teachers' most confident
-half of the pool (round 1's pseudo-labels, chosen as `finetune --unlabelled` chooses them), alone and pooled with
-the transformer. Uses only tinylm's public functions.
+classifier's own validation documents, as `finetune --unlabelled` does. Then round 2's co-training: the n-gram
+classifier refitted on the training documents and the pooled teachers' most confident half of the pool (round 1's
+pseudo-labels, chosen as `finetune --unlabelled` chooses them), alone and pooled with the transformer; then
+`--ngram-cross-fit`'s n-gram teacher (every labelled document, validation included), alone and pooled. Uses only
+tinylm's public functions.
 """
 
 import json
@@ -69,13 +70,18 @@ def main(classifier: str, labelled: str, pool_file: str, dev: str | None = None)
                                       np.concatenate([targets[train_rows], pseudo]), len(labels))
     t_co = fit_temperature(cotrained.predict_proba(val), targets[val_rows])
     print(f"co-trained n-grams: {len(train_rows) + len(chosen)} documents, temperature {t_co:.2f}")
+    # cross-fitted (finetune --ngram-cross-fit): the n-gram teacher also learns the validation documents, with the
+    # temperature of the fit without them
+    everything = NgramClassifier().fit(texts, targets, len(labels))
     for name, (batch, truth) in sets.items():
         transformer, ngram = predicted[name]
-        co = cotrained.predict_proba(batch)
+        co, cross = cotrained.predict_proba(batch), everything.predict_proba(batch)
         for teacher, probs in (("transformer", transformer), ("n-grams", ngram),
                                ("pooled", pooled([transformer, ngram], temperatures)),
                                ("co-trained n-grams", co), ("co-trained, pooled",
-                                                            pooled([transformer, co], [temperatures[0], t_co]))):
+                                                            pooled([transformer, co], [temperatures[0], t_co])),
+                               ("cross-fit n-grams", cross),
+                               ("cross-fit, pooled", pooled([transformer, cross], temperatures))):
             print(f"{name:5} {teacher:19} accuracy {top(probs, truth, 1):.3f}  most confident 25% "
                   f"{top(probs, truth, .25):.3f}  50% {top(probs, truth, .5):.3f}")
 

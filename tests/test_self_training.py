@@ -109,6 +109,30 @@ def test_the_same_seed_gives_the_same_classifier(trained, corpus, tmp_path):
     assert "temperature" not in strip[2][1]["teachers"]["transformer"]
 
 
+def test_a_cross_fitted_ngram_teacher_labels_the_pool_with_every_label_and_is_calibrated_without_validation():
+    from tinylm.ngrams import NgramClassifier
+
+    words = {0: "toner paper stapler", 1: "laptop licence server", 2: "flight hotel taxi"}
+    rng = np.random.default_rng(0)
+
+    def texts(n):
+        targets = rng.integers(0, 3, n)
+        return [f"{words[t].split()[rng.integers(0, 3)]} invoice {rng.integers(100)}" for t in targets], targets
+
+    (train, targets), (val, val_targets), (pool, _) = texts(12), texts(6), texts(30)
+    plain, cross = SelfTraining([Path("pool")], texts=pool), SelfTraining([Path("pool")], ngram_cross_fit=True, texts=pool)
+    plain_pool, plain_val, plain_n = plain.ngram_view(train, targets, 3, val, val_targets)
+    cross_pool, cross_val, cross_n = cross.ngram_view(train, targets, 3, val, val_targets)
+    # the validation documents are scored by the fit that did not see them, so the temperature is fitted fairly
+    assert np.array_equal(cross_val, plain_val) and (plain_n, cross_n) == (12, 18)
+    # and the pool by the fit that learnt them too
+    everything = NgramClassifier().fit(train + val, np.concatenate([targets, val_targets]), 3)
+    assert np.array_equal(cross_pool, everything.predict_proba(pool)) and not np.allclose(cross_pool, plain_pool)
+    # after a round, both fits learn its pseudo-labels as well
+    learnt = {"documents": [0, 1, 2], "labels": [0, 1, 2]}
+    assert cross.ngram_view(train, targets, 3, val, val_targets, learnt)[2] == 21
+
+
 def test_soft_targets_weigh_and_average_as_class_ids_do():
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
@@ -197,6 +221,7 @@ def test_what_self_training_cannot_do_is_one_line(trained, corpus, tmp_path, cap
     assert_one_line_error(capsys, [*base, "--rounds", str(SELF_TRAINING_ROUNDS)], "--rounds is for self-training")
     assert_one_line_error(capsys, [*base, "--no-ngram-teacher"], "--no-ngram-teacher is for self-training")
     assert_one_line_error(capsys, [*base, "--soft-targets"], "--soft-targets is for self-training")
+    assert_one_line_error(capsys, [*base, "--ngram-cross-fit"], "--ngram-cross-fit is for self-training")
     assert_one_line_error(capsys, [*base, "--unlabelled", str(pool), "--rounds", "0"], "--rounds must be")
     only_labelled = tmp_path / "only.csv"
     only_labelled.write_text(train.read_text())

@@ -278,6 +278,9 @@ def finetune(
              "together with the transformer.")] = True,
     soft_targets: Annotated[bool, typer.Option(
         help="With --unlabelled: the students learn the teachers' class probabilities instead of their labels.")] = False,
+    ngram_cross_fit: Annotated[bool, typer.Option(
+        help="With --unlabelled: the n-gram teacher labels the pool after learning the validation documents too, "
+             "calibrated by a fit without them.")] = False,
     config: Annotated[Optional[Path], typer.Option(help="TOML file with a \\[train] table.")] = None,
     print_config: PrintConfig = False,
     *, flags: dict, run: RunOptions,
@@ -295,11 +298,12 @@ def finetune(
         print(to_toml({"train": cfg}), end="")
         return
     given = [flag for flag, on in (("--rounds", rounds is not None), ("--no-ngram-teacher", not ngram_teacher),
-                                   ("--soft-targets", soft_targets)) if on]
+                                   ("--soft-targets", soft_targets), ("--ngram-cross-fit", ngram_cross_fit)) if on]
     if given and not unlabelled:
         raise TinyLMError(f"{given[0]} is for self-training: add --unlabelled DATA")
     rounds = SELF_TRAINING_ROUNDS if rounds is None else rounds
-    self_training = SelfTraining(list(unlabelled), rounds, ngram_teacher, soft_targets) if unlabelled else None
+    self_training = SelfTraining(list(unlabelled), rounds, ngram_teacher, soft_targets,
+                                 ngram_cross_fit) if unlabelled else None
     best = finetune_classifier(train_data, base, out_dir, cfg, val, run, self_training)["best"]
     if rank() == 0 and cfg.multi_label:
         out.print(f"best validation micro-F1 {best['val_micro_f1']:.4f} (macro-F1 {best['val_macro_f1']:.4f}, subset "

@@ -206,7 +206,8 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
     if self_training:
         args["self_training"] = {"unlabelled": [str(p) for p in self_training.paths], "rounds": self_training.rounds,
                                  "ngram_teacher": self_training.ngram_teacher,
-                                 "soft_targets": self_training.soft_targets, **pool_counts}
+                                 "soft_targets": self_training.soft_targets,
+                                 "ngram_cross_fit": self_training.ngram_cross_fit, **pool_counts}
     manifest = dict(kind="classifier", inputs=inputs, parents=[parent_record(base_dir, "base")],
                     config={**args, "labels": data.labels}, command=run.command, started=started,
                     record_host=run.record_host, scrub=scrub_record(scrub_kinds, scrub_counts), hashing_s=hashing_s)
@@ -214,7 +215,8 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
     identity = {"inputs": [r["sha256"] for r in inputs], "base": parent_record(base_dir, "base")["sha256"],
                 "train": batch_identity(cfg, world), "precision": precision, "labels": data.labels,
                 **({"rounds": self_training.rounds, "ngram_teacher": self_training.ngram_teacher,
-                    "soft_targets": self_training.soft_targets} if self_training else {})}
+                    "soft_targets": self_training.soft_targets, "ngram_cross_fit": self_training.ngram_cross_fit}
+                   if self_training else {})}
     rounds = Rounds(base, tokenizer, data, cfg, world, run, out_dir, log, precision, best, identity)
     if self_training:
         summary, prior = self_train(rounds, self_training)
@@ -377,8 +379,8 @@ def teach(rounds: Rounds, self_training: SelfTraining, val_targets: np.ndarray, 
     val = [r.text for r in data.val]
     views = {"transformer": (rounds.probabilities(teacher, self_training.texts), rounds.probabilities(teacher, val))}
     if self_training.ngram_teacher:
-        pool, val_probs, learnt_from = self_training.ngram_view([r.text for r in data.train],
-                                                                data.targets(data.train), len(data.labels), val, learnt)
+        pool, val_probs, learnt_from = self_training.ngram_view([r.text for r in data.train], data.targets(data.train),
+                                                                len(data.labels), val, val_targets, learnt)
         views["ngrams"] = pool, val_probs
     probs, val_probs, record = pool_teachers(views, val_targets)
     if self_training.ngram_teacher:

@@ -51,6 +51,7 @@ class SelfTraining:
     rounds: int = SELF_TRAINING_ROUNDS
     ngram_teacher: bool = True  # a bag-of-n-grams classifier teaches beside the transformer
     soft_targets: bool = False  # students learn the pooled teacher's probabilities, not only its labels
+    ngram_cross_fit: bool = False  # the n-gram teacher of the pool learns the validation labels too (ngram_view)
     texts: list[str] = field(default_factory=list)  # the pool, once read (read_pool)
 
     def __post_init__(self):
@@ -79,19 +80,29 @@ class SelfTraining:
         return round_ / self.rounds
 
     def ngram_view(self, train: list[str], targets: np.ndarray, num_labels: int, val: list[str],
-                   learnt: dict | None = None):
+                   val_targets: np.ndarray, learnt: dict | None = None):
         """The n-gram classifier's probabilities for the pool and the validation documents. It learns from the
         labelled training documents and, after a student round, from that round's pseudo-labels too (co-training,
         Blum & Mitchell 1998: the view that knows only words learns from the documents the pooled teachers were
-        sure of, which it could not label alone), at most NGRAM_PSEUDO_LABELS of them, evenly spread. Returns (pool,
-        validation, how many documents it learnt from)."""
+        sure of, which it could not label alone), at most NGRAM_PSEUDO_LABELS of them, evenly spread.
+
+        With ngram_cross_fit, the classifier that labels the pool also learns the validation documents (with 100
+        labels, a rare class may have its only other example there), and the validation probabilities, which
+        calibrate it, come from the fit without them: calibrated on documents it did not see, used with all it can
+        learn (a temperature fitted on the smaller fit errs towards caution). The students' validation scores are
+        then somewhat optimistic, which is why it is an option. Returns (pool, validation, how many documents the
+        pool's classifier learnt from)."""
         texts, labels = list(train), np.asarray(targets)
         if learnt and learnt["documents"]:
             stride = -(-len(learnt["documents"]) // NGRAM_PSEUDO_LABELS)
             texts += [self.texts[i] for i in learnt["documents"][::stride]]
             labels = np.concatenate([labels, np.asarray(learnt["labels"][::stride], dtype=labels.dtype)])
         ngrams = NgramClassifier().fit(texts, labels, num_labels)
-        return ngrams.predict_proba(self.texts), ngrams.predict_proba(val), len(texts)
+        val_probs = ngrams.predict_proba(val)
+        if self.ngram_cross_fit and val:
+            texts, labels = texts + list(val), np.concatenate([labels, np.asarray(val_targets, dtype=labels.dtype)])
+            ngrams = NgramClassifier().fit(texts, labels, num_labels)
+        return ngrams.predict_proba(self.texts), val_probs, len(texts)
 
 
 def pool_teachers(views: dict[str, tuple[np.ndarray, np.ndarray]], val_targets: np.ndarray):
