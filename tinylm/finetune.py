@@ -204,19 +204,15 @@ def _finetune(train_path: Path, base_dir: Path, out_dir: Path, cfg: FinetuneConf
             "val_data": str(val_path) if val_path else None, "precision": precision, "train": cfg.flat(),
             "processes": world.size, "scrub_pii": list(scrub_kinds or [])}  # predict and eval scrub their input alike
     if self_training:
-        args["self_training"] = {"unlabelled": [str(p) for p in self_training.paths], "rounds": self_training.rounds,
-                                 "ngram_teacher": self_training.ngram_teacher,
-                                 "soft_targets": self_training.soft_targets,
-                                 "ngram_cross_fit": self_training.ngram_cross_fit, **pool_counts}
+        args["self_training"] = {"unlabelled": [str(p) for p in self_training.paths], **self_training.recipe(),
+                                 **pool_counts}
     manifest = dict(kind="classifier", inputs=inputs, parents=[parent_record(base_dir, "base")],
                     config={**args, "labels": data.labels}, command=run.command, started=started,
                     record_host=run.record_host, scrub=scrub_record(scrub_kinds, scrub_counts), hashing_s=hashing_s)
     best = BestEpoch(tokenizer, data, cfg, world, out_dir, args, manifest)
     identity = {"inputs": [r["sha256"] for r in inputs], "base": parent_record(base_dir, "base")["sha256"],
                 "train": batch_identity(cfg, world), "precision": precision, "labels": data.labels,
-                **({"rounds": self_training.rounds, "ngram_teacher": self_training.ngram_teacher,
-                    "soft_targets": self_training.soft_targets, "ngram_cross_fit": self_training.ngram_cross_fit}
-                   if self_training else {})}
+                **(self_training.recipe() if self_training else {})}
     rounds = Rounds(base, tokenizer, data, cfg, world, run, out_dir, log, precision, best, identity)
     if self_training:
         summary, prior = self_train(rounds, self_training)

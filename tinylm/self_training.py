@@ -54,6 +54,11 @@ class SelfTraining:
     ngram_cross_fit: bool = False  # the n-gram teacher of the pool learns the validation labels too (ngram_view)
     texts: list[str] = field(default_factory=list)  # the pool, once read (read_pool)
 
+    def recipe(self) -> dict:
+        """What makes a self-training run what it is: recorded in training_args.json and checked on resume."""
+        return {"rounds": self.rounds, "ngram_teacher": self.ngram_teacher, "soft_targets": self.soft_targets,
+                "ngram_cross_fit": self.ngram_cross_fit}
+
     def __post_init__(self):
         if self.rounds < 1:
             raise TinyLMError(f"--rounds must be at least 1 (got {self.rounds})")
