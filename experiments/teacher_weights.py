@@ -68,23 +68,25 @@ def probe(work: Path, classifier: str, pool: list[str]) -> dict:
     def accuracy(probs):
         return float((probs.argmax(-1) == dev_targets).mean())
 
-    def temperatures(ngrams, extra, extra_targets):
-        """(on validation, out of fold) for an n-gram classifier fitted on the training documents and extra."""
+    def temperature(rule, ngrams, extra, extra_targets):
+        """The temperature of an n-gram classifier fitted on the training documents and extra, by the rule."""
         val_probs = ngrams.predict_proba(val)
+        if rule == "validation":
+            return fit_temperature(val_probs, targets[val_rows])
         oof = np.concatenate([out_of_fold(train, targets[train_rows], k, extra, extra_targets), val_probs])
-        return {"validation": fit_temperature(val_probs, targets[val_rows]),
-                "out of fold": fit_temperature(oof, labelled_targets)}
+        return fit_temperature(oof, labelled_targets)
 
     result = {"classifier": classifier}
     ngrams = NgramClassifier().fit(train, targets[train_rows], k)
     views = {name: ngrams.predict_proba(batch) for name, batch in (("pool", pool), ("dev", dev))}
-    for rule, t in temperatures(ngrams, [], np.empty(0)).items():
+    for rule in ("validation", "out of fold"):
+        t = temperature(rule, ngrams, [], np.empty(0))
         result[f"round 1, {rule}"] = accuracy(pooled([transformer["dev"], views["dev"]], [t_transformer, t]))
         chosen, pseudo = select_pseudo_labels(pooled([transformer["pool"], views["pool"]], [t_transformer, t]),
                                               shares, 0.5)
         extra = [pool[i] for i in chosen]
         cotrained = NgramClassifier().fit(train + extra, np.concatenate([targets[train_rows], pseudo]), k)
-        t2 = temperatures(cotrained, extra, pseudo)[rule]
+        t2 = temperature(rule, cotrained, extra, pseudo)
         result[f"round 2, {rule}"] = accuracy(pooled([transformer["dev"], cotrained.predict_proba(dev)],
                                                      [t_transformer, t2]))
     return result
