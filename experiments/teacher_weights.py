@@ -47,14 +47,14 @@ def out_of_fold(texts: list[str], targets: np.ndarray, k: int, extra: list[str],
     return probs
 
 
-def probe(work: Path, classifier: str, pool: list[str]) -> dict:
-    folder = work / classifier
+def probe(folder: Path, labelled: tuple[list[str], list[str]], dev: tuple[list[str], list[str]],
+          pool: list[str]) -> dict:
+    """One plain fine-tune's pooled teachers on the held-out documents, with either temperature for the n-grams."""
     config = json.loads((folder / "config.json").read_text())
     labels = [config["id2label"][str(i)] for i in range(config["num_labels"])]
     seed = json.loads((folder / "training_args.json").read_text())["train"]["seed"]
-    texts, names = read(work / "labelled.csv")
-    dev, dev_names = read(work / "dev.csv")
-    targets, dev_targets, k = np.array([labels.index(n) for n in names]), np.array([labels.index(n) for n in dev_names]), len(labels)
+    (texts, names), (dev, dev_names), k = labelled, dev, len(labels)
+    targets, dev_targets = np.array([labels.index(n) for n in names]), np.array([labels.index(n) for n in dev_names])
     train_rows, val_rows = map(np.array, stratified_split(names, FinetuneConfig().val_fraction, seed))
     train, val = [texts[i] for i in train_rows], [texts[i] for i in val_rows]
     labelled_targets = np.concatenate([targets[train_rows], targets[val_rows]])
@@ -76,7 +76,7 @@ def probe(work: Path, classifier: str, pool: list[str]) -> dict:
         oof = np.concatenate([out_of_fold(train, targets[train_rows], k, extra, extra_targets), val_probs])
         return fit_temperature(oof, labelled_targets)
 
-    result = {"classifier": classifier}
+    result = {"classifier": folder.name}
     ngrams = NgramClassifier().fit(train, targets[train_rows], k)
     views = {name: ngrams.predict_proba(batch) for name, batch in (("pool", pool), ("dev", dev))}
     for rule in ("validation", "out of fold"):
@@ -94,9 +94,10 @@ def probe(work: Path, classifier: str, pool: list[str]) -> dict:
 
 def main(work: str, *classifiers: str):
     work = Path(work)
-    known = set(read(work / "labelled.csv")[0])
+    labelled, dev = read(work / "labelled.csv"), read(work / "dev.csv")
+    known = set(labelled[0])
     pool = [t for t in read(work / "dev-train.csv")[0] if t not in known]
-    results = [probe(work, c, pool) for c in classifiers]
+    results = [probe(work / c, labelled, dev, pool) for c in classifiers]
     for result in results:
         print(json.dumps(result), flush=True)
     for key in results[0]:
