@@ -20,11 +20,12 @@ import numpy as np
 
 from tinylm.checkpoint import load_checkpoint
 from tinylm.config import FinetuneConfig
-from tinylm.data import read_records
+from tinylm.data import Record, read_records
 from tinylm.evaluate import predict_proba
+from tinylm.files import read_json
 from tinylm.finetune import stratified_split
 from tinylm.ngrams import NgramClassifier, fit_temperature, pooled
-from tinylm.self_training import select_pseudo_labels
+from tinylm.self_training import SelfTraining, select_pseudo_labels
 
 FOLDS = 5
 
@@ -50,9 +51,9 @@ def out_of_fold(texts: list[str], targets: np.ndarray, k: int, extra: list[str],
 def probe(folder: Path, labelled: tuple[list[str], list[str]], dev: tuple[list[str], list[str]],
           pool: list[str]) -> dict:
     """One plain fine-tune's pooled teachers on the held-out documents, with either temperature for the n-grams."""
-    config = json.loads((folder / "config.json").read_text())
+    config = read_json(folder / "config.json")
     labels = [config["id2label"][str(i)] for i in range(config["num_labels"])]
-    seed = json.loads((folder / "training_args.json").read_text())["train"]["seed"]
+    seed = read_json(folder / "training_args.json")["train"]["seed"]
     (texts, names), (dev, dev_names), k = labelled, dev, len(labels)
     targets, dev_targets = np.array([labels.index(n) for n in names]), np.array([labels.index(n) for n in dev_names])
     train_rows, val_rows = map(np.array, stratified_split(names, FinetuneConfig().val_fraction, seed))
@@ -95,8 +96,9 @@ def probe(folder: Path, labelled: tuple[list[str], list[str]], dev: tuple[list[s
 def main(work: str, *classifiers: str):
     work = Path(work)
     labelled, dev = read(work / "labelled.csv"), read(work / "dev.csv")
-    known = set(labelled[0])
-    pool = [t for t in read(work / "dev-train.csv")[0] if t not in known]
+    unlabelled = SelfTraining([work / "dev-train.csv"])  # the pool as finetune --unlabelled reads it
+    unlabelled.read_pool([Record(text, name) for text, name in zip(*labelled)], "text", "utf-8")
+    pool = unlabelled.texts
     results = [probe(work / c, labelled, dev, pool) for c in classifiers]
     for result in results:
         print(json.dumps(result), flush=True)
